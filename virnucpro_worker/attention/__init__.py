@@ -1,0 +1,1 @@
+"""Attention backends: a pluggy hookspec, the registry, packed-sequence kernels and packing."""

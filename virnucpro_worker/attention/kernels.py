@@ -1,0 +1,120 @@
+"""Attention over packed sequences, shape (total_tokens, heads, head_dim).
+
+Three kernels, in order of preference: FlashAttention's varlen kernel (flash-attn package),
+PyTorch's own varlen kernel, and an exact padded fallback that runs anywhere (CPU, fp32) and is
+the one the exactness tests exercise. Only the first and the last accept an ALiBi bias.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .packing import Pack
+
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+@dataclass(frozen=True)
+class AttentionKernel:
+    name: str
+    supports_alibi: bool
+    usable: Callable[[torch.device, torch.dtype], bool]
+    attend: Callable[..., torch.Tensor]
+    """attend(q, k, v, pack, scale, alibi_slopes=None) -> (T, H, D)"""
+
+
+def _flash_attn_usable(device: torch.device, dtype: torch.dtype) -> bool:
+    return (
+        device.type == "cuda"
+        and dtype in HALF_DTYPES
+        and importlib.util.find_spec("flash_attn") is not None
+    )
+
+
+def _flash_attn(q, k, v, pack: Pack, scale: float, alibi_slopes=None) -> torch.Tensor:
+    from flash_attn import flash_attn_varlen_func
+
+    return flash_attn_varlen_func(
+        q,
+        k,
+        v,
+        pack.cu_seqlens,
+        pack.cu_seqlens,
+        pack.max_seqlen,
+        pack.max_seqlen,
+        softmax_scale=scale,
+        alibi_slopes=alibi_slopes,
+    )
+
+
+def _torch_varlen_usable(device: torch.device, dtype: torch.dtype) -> bool:
+    return (
+        device.type == "cuda"
+        and dtype in HALF_DTYPES
+        and importlib.util.find_spec("torch.nn.attention.varlen") is not None
+    )
+
+
+def _torch_varlen(q, k, v, pack: Pack, scale: float, alibi_slopes=None) -> torch.Tensor:
+    from torch.nn.attention.varlen import varlen_attn
+
+    if alibi_slopes is not None:
+        raise ValueError("torch-varlen has no ALiBi bias")
+    return varlen_attn(
+        q, k, v, pack.cu_seqlens, pack.cu_seqlens, pack.max_seqlen, pack.max_seqlen, scale=scale
+    )
+
+
+def _sdpa_padded(q, k, v, pack: Pack, scale: float, alibi_slopes=None) -> torch.Tensor:
+    """Scatter the stream into a padded batch, mask the padding keys, attend, gather back."""
+    rows, width = len(pack.lengths), pack.max_seqlen
+    heads, head_dim = q.shape[1], q.shape[2]
+    index = (pack.sequence_index, pack.positions)
+
+    def padded(x: torch.Tensor) -> torch.Tensor:
+        out = x.new_zeros(rows, width, heads, head_dim)
+        out[index] = x
+        return out.transpose(1, 2)
+
+    lengths = torch.diff(pack.cu_seqlens).to(q.device)
+    key_is_padding = torch.arange(width, device=q.device) >= lengths[:, None]
+    bias = torch.zeros(rows, 1, 1, width, device=q.device, dtype=torch.float32)
+    bias = bias.masked_fill(key_is_padding[:, None, None, :], float("-inf"))
+    if alibi_slopes is not None:
+        distance = torch.arange(width, device=q.device)
+        distance = (distance[None, :] - distance[:, None]).abs().float()
+        bias = bias - alibi_slopes.float()[None, :, None, None] * distance
+    attended = F.scaled_dot_product_attention(
+        padded(q), padded(k), padded(v), attn_mask=bias.to(q.dtype), scale=scale
+    )
+    return attended.transpose(1, 2)[index]
+
+
+KERNELS = (
+    AttentionKernel("flash-attn", True, _flash_attn_usable, _flash_attn),
+    AttentionKernel("torch-varlen", False, _torch_varlen_usable, _torch_varlen),
+    AttentionKernel("sdpa-padded", True, lambda device, dtype: True, _sdpa_padded),
+)
+
+
+def usable_kernels(device: torch.device, dtype: torch.dtype) -> list[AttentionKernel]:
+    return [kernel for kernel in KERNELS if kernel.usable(device, dtype)]
+
+
+def select_kernel(
+    device: torch.device, dtype: torch.dtype, needs_alibi: bool = False, name: str | None = None
+) -> AttentionKernel:
+    """The preferred usable kernel, or the one named (an error if it is not usable here)."""
+    candidates = [k for k in usable_kernels(device, dtype) if k.supports_alibi or not needs_alibi]
+    if name is None:
+        return candidates[0]
+    for kernel in candidates:
+        if kernel.name == name:
+            return kernel
+    available = ", ".join(k.name for k in candidates)
+    raise ValueError(f"attention kernel '{name}' is not usable here (usable: {available})")

@@ -1,0 +1,94 @@
+"""Pack variable-length token sequences into one stream (cu_seqlens layout) under a token budget."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class Pack:
+    """Sequences concatenated into one token stream; `order` maps rows back to input indices."""
+
+    order: list[int]
+    lengths: list[int]
+    tokens: torch.Tensor  # [T] int64
+    cu_seqlens: torch.Tensor  # [B+1] int32: 0, l1, l1+l2, ...
+    positions: torch.Tensor  # [T] int64: position inside its own sequence
+    sequence_index: torch.Tensor  # [T] int64: row of the sequence the token belongs to
+    max_seqlen: int
+
+    @property
+    def total_tokens(self) -> int:
+        return int(self.cu_seqlens[-1])
+
+    def to(self, device: torch.device) -> Pack:
+        """Copy to `device`; from pinned memory the copies overlap with running GPU work."""
+        if device.type == "cpu":
+            return self
+        move = {
+            name: getattr(self, name).to(device, non_blocking=True)
+            for name in ("tokens", "cu_seqlens", "positions", "sequence_index")
+        }
+        return Pack(self.order, self.lengths, max_seqlen=self.max_seqlen, **move)
+
+
+def plan_packs(lengths: Sequence[int], token_budget: int) -> list[list[int]]:
+    """Longest first, each pack filled until the next sequence would not fit (next-fit
+    decreasing): a pack wastes less than one sequence's length. A sequence longer than the
+    budget gets a pack of its own."""
+    if token_budget < 1:
+        raise ValueError("token budget must be positive")
+    by_length = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    packs: list[list[int]] = []
+    current: list[int] = []
+    used = 0
+    for index in by_length:
+        if current and used + lengths[index] > token_budget:
+            packs.append(current)
+            current, used = [], 0
+        current.append(index)
+        used += lengths[index]
+    if current:
+        packs.append(current)
+    return packs
+
+
+def build_pack(order: list[int], token_lists: Sequence[Sequence[int]], pin: bool = False) -> Pack:
+    """Concatenate the token lists named by `order` into one Pack (host tensors)."""
+    lengths = [len(token_lists[i]) for i in order]
+    total = sum(lengths)
+    tokens = np.fromiter(
+        (token for i in order for token in token_lists[i]), dtype=np.int64, count=total
+    )
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    sequence_index = np.repeat(np.arange(len(order)), lengths)
+    positions = np.arange(total) - np.repeat(starts, lengths)
+    cu_seqlens = np.concatenate(([0], ends)).astype(np.int32)
+    tensors = [torch.from_numpy(array) for array in (tokens, cu_seqlens, positions, sequence_index)]
+    if pin:
+        tensors = [tensor.pin_memory() for tensor in tensors]
+    return Pack(order, lengths, *tensors, max_seqlen=max(lengths))
+
+
+def segment_mean(
+    hidden: torch.Tensor, pack: Pack, keep: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean of `hidden` [T, D] per sequence, over the tokens where `keep` [T] is true (all if
+    None), accumulated in fp32."""
+    rows = len(pack.lengths)
+    values = hidden.float()
+    index = pack.sequence_index
+    if keep is not None:
+        values = values * keep.unsqueeze(-1)
+        counts = torch.zeros(rows, device=hidden.device).index_add_(0, index, keep.float())
+    else:
+        counts = torch.zeros(rows, device=hidden.device).index_add_(
+            0, index, torch.ones_like(index, dtype=torch.float32)
+        )
+    sums = torch.zeros(rows, hidden.shape[-1], device=hidden.device).index_add_(0, index, values)
+    return sums / counts.clamp_min(1).unsqueeze(-1)

@@ -1,0 +1,1 @@
+"""FASTA in, predictions out: batching across records, embedding, scoring, result files."""
