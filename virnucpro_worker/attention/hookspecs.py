@@ -23,7 +23,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 class EncoderSettings:
     device: torch.device
     dtype: torch.dtype
-    token_budget: int
+    token_budget: int | None = None  # tokens per batch or pack; None: the backend's default
 
 
 class Encoder(Protocol):

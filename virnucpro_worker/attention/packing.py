@@ -61,9 +61,7 @@ def build_pack(order: list[int], token_lists: Sequence[Sequence[int]], pin: bool
     """Concatenate the token lists named by `order` into one Pack (host tensors)."""
     lengths = [len(token_lists[i]) for i in order]
     total = sum(lengths)
-    tokens = np.fromiter(
-        (token for i in order for token in token_lists[i]), dtype=np.int64, count=total
-    )
+    tokens = np.concatenate([np.asarray(token_lists[i], dtype=np.int64) for i in order])
     ends = np.cumsum(lengths)
     starts = ends - lengths
     sequence_index = np.repeat(np.arange(len(order)), lengths)

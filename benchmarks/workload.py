@@ -1,0 +1,55 @@
+"""Shared benchmark workloads: realistic protein and DNA mixes, ESM-2 3B's shape."""
+
+from __future__ import annotations
+
+import random
+
+import torch
+from esm.model.esm2 import ESM2
+
+AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
+ESM2_3B_SHAPE = {"num_layers": 36, "embed_dim": 2560, "attention_heads": 40}
+
+
+def protein_lengths(count: int, seed: int = 0) -> list[int]:
+    """Kept-frame lengths of six-frame translations: 500 bp chunks (165-166 aa), 300 bp chunks
+    (99-100 aa), and short reads or short last chunks (20-166 aa)."""
+    rng = random.Random(seed)
+    lengths = []
+    for _ in range(count):
+        kind = rng.random()
+        if kind < 0.6:
+            lengths.append(rng.choice((165, 166)))
+        elif kind < 0.85:
+            lengths.append(rng.choice((99, 100)))
+        else:
+            lengths.append(rng.randint(20, 166))
+    return lengths
+
+
+def random_proteins(count: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed + 1)
+    return ["".join(rng.choices(AMINO_ACIDS, k=n)) for n in protein_lengths(count, seed)]
+
+
+def esm2_3b_random(device: torch.device, seed: int = 0) -> ESM2:
+    """ESM-2 3B's architecture with random weights, built directly on `device` in fp32."""
+    torch.manual_seed(seed)
+    with device:
+        return ESM2(**ESM2_3B_SHAPE).eval()
+
+
+def matmul_tflops(device: torch.device, size: int = 8192, repeats: int = 20) -> float:
+    """The bf16 GEMM ceiling of this card, on random data."""
+    a = torch.randn(size, size, device=device, dtype=torch.bfloat16)
+    b = torch.randn(size, size, device=device, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(repeats):
+        a @ b
+    end.record()
+    torch.cuda.synchronize()
+    seconds = start.elapsed_time(end) / 1000 / repeats
+    return 2 * size**3 / seconds / 1e12

@@ -1,0 +1,98 @@
+"""`flash-varlen`: ESM-2 on packed sequences (cu_seqlens) through FlashAttention varlen kernels.
+
+Kernel choice, reported with every result: flash-attn's `flash_attn_varlen_func` when installed,
+else PyTorch's `varlen_attn` on CUDA in fp16/bf16, else an exact padded attention (CPU, fp32).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+import numpy as np
+import torch
+from esm.data import Alphabet
+
+from virnucpro_worker.attention.hookspecs import EncoderSettings, hookimpl
+from virnucpro_worker.attention.kernels import AttentionKernel, select_kernel
+from virnucpro_worker.attention.packing import build_pack, plan_packs, segment_mean
+from virnucpro_worker.models.dnabert import DnabertEncoder, DnabertModel
+from virnucpro_worker.models.esm2 import MAX_RESIDUES, Esm2Model
+
+from .packed_esm2 import PackedEsm2
+
+ESM_TOKEN_BUDGET = 16384
+DNABERT_TOKEN_BUDGET = 16384
+
+
+class ProteinTokenizer:
+    """One token per residue with <cls>/<eos> around it, as fair-esm's batch converter does."""
+
+    def __init__(self, alphabet: Alphabet) -> None:
+        self.lookup = np.full(256, alphabet.unk_idx, dtype=np.int64)
+        for token, index in alphabet.tok_to_idx.items():
+            if len(token) == 1:
+                self.lookup[ord(token)] = index
+        self.cls, self.eos = alphabet.cls_idx, alphabet.eos_idx
+
+    def __call__(self, protein: str) -> np.ndarray:
+        residues = self.lookup[np.frombuffer(protein[:MAX_RESIDUES].encode("ascii"), np.uint8)]
+        return np.concatenate(([self.cls], residues, [self.eos]))
+
+
+class PackedEsmEncoder:
+    def __init__(
+        self, model: Esm2Model, settings: EncoderSettings, compile_blocks: bool | None = None
+    ) -> None:
+        """`compile_blocks` (default: on CUDA) fuses the elementwise work around the GEMMs."""
+        self.settings = settings
+        self.token_budget = settings.token_budget or ESM_TOKEN_BUDGET
+        self.attention: AttentionKernel = select_kernel(settings.device, settings.dtype)
+        self.kernel = self.attention.name
+        self.tokenize = ProteinTokenizer(model.alphabet)
+        if compile_blocks is None:
+            compile_blocks = settings.device.type == "cuda"
+        self.network = PackedEsm2(model.module, compile_blocks=compile_blocks)
+        self.dim = model.module.embed_dim
+
+    @torch.inference_mode()
+    def embed(self, sequences: Sequence[str]) -> torch.Tensor:
+        """No host synchronisation until the single copy back at the end: the CPU packs the next
+        batch while the GPU runs this one."""
+        device = self.settings.device
+        tokens = [self.tokenize(protein) for protein in sequences]
+        orders, means = [], [torch.empty(0, self.dim, device=device)]
+        for order in plan_packs([len(t) for t in tokens], self.token_budget):
+            pack = build_pack(order, tokens, pin=device.type == "cuda").to(device)
+            hidden = self.network(pack, self.attention)
+            length = torch.diff(pack.cu_seqlens)[pack.sequence_index]
+            residue = (pack.positions > 0) & (pack.positions < length - 1)  # no BOS, no EOS
+            means.append(segment_mean(hidden, pack, residue))
+            orders.extend(order)
+        out = torch.empty(len(sequences), self.dim)
+        out[orders] = torch.cat(means).float().cpu()
+        return out
+
+
+class FlashVarlenBackend:
+    name = "flash-varlen"
+    description = "packed sequences (cu_seqlens) through FlashAttention varlen kernels"
+
+    def kernels(self, device: torch.device, dtype: torch.dtype) -> list[str]:
+        return [
+            select_kernel(device, dtype).name,
+            select_kernel(device, dtype, needs_alibi=True).name,
+        ]
+
+    def protein_encoder(self, model: Esm2Model, settings: EncoderSettings) -> PackedEsmEncoder:
+        return PackedEsmEncoder(model, settings)
+
+    def nucleotide_encoder(self, model: DnabertModel, settings: EncoderSettings) -> DnabertEncoder:
+        kernel = select_kernel(settings.device, settings.dtype, needs_alibi=True)
+        budget = settings.token_budget or DNABERT_TOKEN_BUDGET
+        return DnabertEncoder(model, replace(settings, token_budget=budget), kernel)
+
+
+@hookimpl
+def register_attention_backends(register: Callable[[FlashVarlenBackend], None]) -> None:
+    register(FlashVarlenBackend())

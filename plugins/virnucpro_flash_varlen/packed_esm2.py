@@ -1,0 +1,116 @@
+"""ESM-2 forward on a packed token stream, equivalent to fair-esm's padded forward.
+
+Every detail in REFERENCE section 2 matters: token-dropout scaling, rotary in fp32 with positions
+restarting at each BOS, q scaled before rotary (so the kernel runs with scale 1.0), exact GELU,
+`emb_layer_norm_after` before the last layer's output, pooling over residues only.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from esm.model.esm2 import ESM2
+from torch import nn
+
+from virnucpro_worker.attention.kernels import AttentionKernel
+from virnucpro_worker.attention.packing import Pack
+
+ROTARY_BASE = 10000.0
+MASK_RATIO_TRAIN = 0.15 * 0.8  # fair-esm's token-dropout constant, applied even in eval
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    first, second = x.chunk(2, dim=-1)
+    return torch.cat((-second, first), dim=-1)
+
+
+def rotary_tables(positions: torch.Tensor, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin [T, 1, head_dim] in fp32: bf16 tables are badly wrong at long positions."""
+    exponents = torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32)
+    inverse_frequency = 1.0 / (ROTARY_BASE ** (exponents / head_dim))
+    angles = positions.float()[:, None] * inverse_frequency[None, :]
+    angles = torch.cat((angles, angles), dim=-1)[:, None, :]
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    x32 = x.float()
+    return (x32 * cos + _rotate_half(x32) * sin).to(x.dtype)
+
+
+class PackedLayer(nn.Module):
+    """One ESM-2 transformer layer with q, k and v fused into a single projection."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        attention = layer.self_attn
+        self.heads = attention.num_heads
+        self.head_dim = attention.head_dim
+        scaling = attention.scaling  # folded into the q rows: q = (W x + b) * scaling
+        weight = torch.cat(
+            [attention.q_proj.weight * scaling, attention.k_proj.weight, attention.v_proj.weight]
+        )
+        bias = torch.cat(
+            [attention.q_proj.bias * scaling, attention.k_proj.bias, attention.v_proj.bias]
+        )
+        self.qkv = nn.Linear(
+            weight.shape[1], weight.shape[0], device=weight.device, dtype=weight.dtype
+        )
+        self.qkv.weight = nn.Parameter(weight.detach().clone(), requires_grad=False)
+        self.qkv.bias = nn.Parameter(bias.detach().clone(), requires_grad=False)
+        self.out_proj = attention.out_proj
+        self.attention_norm = layer.self_attn_layer_norm
+        self.final_norm = layer.final_layer_norm
+        self.fc1, self.fc2 = layer.fc1, layer.fc2
+
+    def project(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+        q, k, v = self.qkv(self.attention_norm(x)).view(-1, 3, self.heads, self.head_dim).unbind(1)
+        return apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v.contiguous()
+
+    def finish(self, x: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
+        x = x + self.out_proj(attended.reshape(x.shape))
+        return x + self.fc2(F.gelu(self.fc1(self.final_norm(x))))  # exact (erf) GELU
+
+    def forward(self, x, cos, sin, pack: Pack, kernel: AttentionKernel) -> torch.Tensor:
+        q, k, v = self.project(x, cos, sin)
+        return self.finish(x, kernel.attend(q, k, v, pack, scale=1.0))
+
+
+class PackedEsm2(nn.Module):
+    """fair-esm ESM2 weights (shared, except the fused qkv) run on `Pack`s."""
+
+    def __init__(self, esm: ESM2, compile_blocks: bool = False) -> None:
+        super().__init__()
+        self.embed_tokens = esm.embed_tokens
+        self.embed_scale = esm.embed_scale
+        self.token_dropout = esm.token_dropout
+        self.mask_idx = esm.mask_idx
+        self.layers = nn.ModuleList(PackedLayer(layer) for layer in esm.layers)
+        self.final_norm = esm.emb_layer_norm_after
+        self.head_dim = self.layers[0].head_dim
+        if compile_blocks:
+            for layer in self.layers:
+                layer.project = torch.compile(layer.project, dynamic=True)
+                layer.finish = torch.compile(layer.finish, dynamic=True)
+
+    def embed(self, pack: Pack) -> torch.Tensor:
+        x = self.embed_scale * self.embed_tokens(pack.tokens)
+        if not self.token_dropout:
+            return x
+        is_mask = pack.tokens == self.mask_idx
+        x = x.masked_fill(is_mask[:, None], 0.0)
+        rows = len(pack.lengths)
+        lengths = torch.diff(pack.cu_seqlens).float()
+        masked = torch.zeros(rows, device=x.device).index_add_(
+            0, pack.sequence_index, is_mask.float()
+        )
+        scale = (1 - MASK_RATIO_TRAIN) / (1 - masked / lengths)
+        return (x * scale[pack.sequence_index, None]).to(x.dtype)
+
+    def forward(self, pack: Pack, kernel: AttentionKernel) -> torch.Tensor:
+        """Last-layer representation [T, embed_dim], after emb_layer_norm_after."""
+        x = self.embed(pack)
+        cos, sin = rotary_tables(pack.positions, self.head_dim)
+        for layer in self.layers:
+            x = layer(x, cos, sin, pack, kernel)
+        return self.final_norm(x)

@@ -1,0 +1,23 @@
+"""Shared test configuration.
+
+Hypothesis runs derandomized by default so that CI runs are reproducible (same examples every
+run, no example database). Set HYPOTHESIS_PROFILE=explore locally to search with fresh random
+examples.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "deterministic",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("explore", deadline=None, max_examples=1000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))

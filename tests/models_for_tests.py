@@ -1,0 +1,26 @@
+"""Small random models in the real formats, built by the tests themselves."""
+
+from __future__ import annotations
+
+import random
+
+import torch
+from esm.model.esm2 import ESM2
+
+AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
+
+
+def random_esm2(layers: int = 2, dim: int = 64, heads: int = 4, seed: int = 0) -> ESM2:
+    """fair-esm ESM2 with every weight perturbed, so layer norms and biases matter too."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = ESM2(num_layers=layers, embed_dim=dim, attention_heads=heads).eval()
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.add_(0.05 * torch.randn_like(parameter))
+    return model
+
+
+def random_proteins(lengths: list[int], seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    return ["".join(rng.choice(AMINO_ACIDS) for _ in range(n)) for n in lengths]

@@ -1,0 +1,190 @@
+"""Attention backends: packed ESM-2 equals fair-esm, plugin discovery and selection."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pytest
+import torch
+from esm.data import Alphabet
+from models_for_tests import random_esm2, random_proteins
+
+from virnucpro_flash_varlen.packed_esm2 import PackedEsm2
+from virnucpro_worker.attention.hookspecs import EncoderSettings, hookimpl
+from virnucpro_worker.attention.kernels import select_kernel
+from virnucpro_worker.attention.packing import build_pack, plan_packs
+from virnucpro_worker.attention.registry import (
+    available_backends,
+    choose_backend_name,
+    collect_backends,
+    get_backend,
+    plugin_manager,
+)
+from virnucpro_worker.errors import UserError
+from virnucpro_worker.models.esm2 import Esm2Model
+
+CPU = torch.device("cpu")
+MIXED_LENGTHS = [1, 2, 7, 33, 100, 166, 64, 1, 250, 1030, 5, 166, 99]
+
+
+def esm_model(**kwargs) -> Esm2Model:
+    module = random_esm2(**kwargs)
+    return Esm2Model(module, Alphabet.from_architecture("ESM-1b"), path=None, sha256="")
+
+
+def fair_esm_reference(model: Esm2Model, proteins: list[str]) -> torch.Tensor:
+    """One sequence at a time through fair-esm, mean over residues 1..min(L, 1024)."""
+    convert = model.alphabet.get_batch_converter(truncation_seq_length=1024)
+    rows = []
+    with torch.no_grad():
+        for protein in proteins:
+            _, _, tokens = convert([("x", protein)])
+            layers = model.module.num_layers
+            hidden = model.module(tokens, repr_layers=[layers])["representations"][layers]
+            rows.append(hidden[0, 1 : min(len(protein), 1024) + 1].mean(0))
+    return torch.stack(rows)
+
+
+def encoder(name: str, model: Esm2Model, budget: int | None = None):
+    settings = EncoderSettings(CPU, torch.float32, budget)
+    return available_backends()[name].protein_encoder(model, settings)
+
+
+@pytest.mark.parametrize("budget", [None, 300, 1037, 2049])
+def test_packed_esm2_equals_fair_esm_fp32(budget):
+    model = esm_model()
+    proteins = random_proteins(MIXED_LENGTHS, seed=1)
+    proteins[3] = proteins[3][:10] + "X" + proteins[3][11:]  # an unknown residue
+    expected = fair_esm_reference(model, proteins)
+    packed = encoder("flash-varlen", model, budget)
+    assert packed.kernel == "sdpa-padded"
+    embedded = packed.embed(proteins)
+    assert embedded.shape == expected.shape
+    assert (embedded - expected).abs().max() < 1e-5
+
+
+def test_small_budget_makes_many_packs_and_keeps_order():
+    lengths = [len(p) + 2 for p in random_proteins(MIXED_LENGTHS)]
+    assert len(plan_packs(lengths, 300)) >= 5
+    model = esm_model(seed=3)
+    proteins = random_proteins(MIXED_LENGTHS, seed=4)
+    forward = encoder("flash-varlen", model, 300).embed(proteins)
+    backward = encoder("flash-varlen", model, 300).embed(proteins[::-1])
+    assert torch.allclose(forward, backward.flip(0), atol=1e-6)
+
+
+def test_changing_one_sequence_leaves_the_others_unchanged():
+    model = esm_model(seed=5)
+    proteins = random_proteins([50, 60, 70, 80], seed=6)
+    packed = encoder("flash-varlen", model, 10_000)  # all four in one pack
+    before = packed.embed(proteins)
+    proteins[1] = random_proteins([200], seed=7)[0]
+    after = packed.embed(proteins)
+    unchanged = [0, 2, 3]
+    assert torch.allclose(before[unchanged], after[unchanged], atol=1e-6)
+    assert not torch.allclose(before[1], after[1], atol=1e-3)
+
+
+def test_v1_bmm_is_fair_esm_batched():
+    model = esm_model(seed=8)
+    proteins = random_proteins(MIXED_LENGTHS, seed=9)
+    batched = encoder("v1-bmm", model).embed(proteins)
+    assert (batched - fair_esm_reference(model, proteins)).abs().max() < 1e-5
+
+
+def test_token_dropout_scaling_matches_fair_esm_per_sequence():
+    """A <mask> changes the token-dropout scale of its own sequence only, as in fair-esm."""
+    model = esm_model(seed=10)
+    convert = model.alphabet.get_batch_converter()
+    _, _, tokens = convert([("a", random_proteins([40])[0]), ("b", random_proteins([25])[0])])
+    tokens[0, 5] = tokens[0, 9] = model.alphabet.mask_idx
+    with torch.no_grad():
+        expected = model.module(tokens, repr_layers=[2])["representations"][2]
+    token_lists = [tokens[0, :42].tolist(), tokens[1, :27].tolist()]
+    pack = build_pack([0, 1], token_lists)
+    network = PackedEsm2(model.module)
+    with torch.no_grad():
+        hidden = network(pack, select_kernel(CPU, torch.float32))
+    assert (hidden[:42] - expected[0, :42]).abs().max() < 1e-5
+    assert (hidden[42:] - expected[1, :27]).abs().max() < 1e-5
+
+
+def test_backend_precedence():
+    assert choose_backend_name(environ={}) == "flash-varlen"
+    assert choose_backend_name(environ={}, configured="v1-bmm") == "v1-bmm"
+    env = {"VIRNUCPRO_V1_ATTENTION": "true"}
+    assert choose_backend_name(environ=env, configured="other") == "v1-bmm"
+    assert choose_backend_name(v1_attention=True, environ={}, configured="x") == "v1-bmm"
+    assert choose_backend_name("flash-varlen", v1_attention=True, environ=env) == "flash-varlen"
+    assert choose_backend_name(environ={"VIRNUCPRO_V1_ATTENTION": "false"}) == "flash-varlen"
+
+
+def test_unknown_backend_lists_the_available_ones():
+    with pytest.raises(
+        UserError,
+        match=r"unknown attention backend 'nope' \(available: "
+        r"flash-varlen, v1-bmm",
+    ):
+        get_backend("nope")
+
+
+THIRD_PARTY = """
+from virnucpro_worker.attention.hookspecs import hookimpl
+
+
+class EchoBackend:
+    name = "{name}"
+    description = "a third-party test backend"
+
+    def kernels(self, device, dtype):
+        return ["echo"]
+
+    def protein_encoder(self, model, settings):
+        raise NotImplementedError
+
+    def nucleotide_encoder(self, model, settings):
+        raise NotImplementedError
+
+
+@hookimpl
+def register_attention_backends(register):
+    register(EchoBackend())
+"""
+
+
+def install_plugin(tmp_path, monkeypatch, module: str, backend_name: str) -> None:
+    """A distribution with a `virnucpro.attention` entry point, importable from tmp_path."""
+    (tmp_path / f"{module}.py").write_text(THIRD_PARTY.format(name=backend_name))
+    info = tmp_path / f"{module}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        textwrap.dedent(f"""
+        [virnucpro.attention]
+        {backend_name} = {module}
+        """)
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, module, raising=False)
+
+
+def test_third_party_backend_through_an_entry_point(tmp_path, monkeypatch):
+    install_plugin(tmp_path, monkeypatch, "echo_backend_plugin", "echo")
+    backends = available_backends()
+    assert {"echo", "flash-varlen", "v1-bmm"} <= set(backends)
+    assert get_backend("echo", backends).kernels(CPU, torch.float32) == ["echo"]
+
+
+def test_duplicate_backend_names_are_rejected(tmp_path, monkeypatch):
+    install_plugin(tmp_path, monkeypatch, "impostor_backend_plugin", "v1-bmm-copy")
+
+    class Impostor:
+        @hookimpl
+        def register_attention_backends(self, register):
+            register(available_backends()["v1-bmm"])
+
+    manager = plugin_manager()
+    manager.register(Impostor())
+    with pytest.raises(UserError, match="'v1-bmm' is registered twice"):
+        collect_backends(manager)

@@ -1,0 +1,65 @@
+"""GPU checks (marker `gpu`; skipped without CUDA): ESM-2 3B's shape with random weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from esm.data import Alphabet
+from esm.model.esm2 import ESM2
+from models_for_tests import random_proteins
+
+from virnucpro_flash_varlen import PackedEsmEncoder
+from virnucpro_v1_bmm import FairEsmEncoder
+from virnucpro_worker.attention.hookspecs import EncoderSettings
+from virnucpro_worker.models.esm2 import Esm2Model
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+REALISTIC_LENGTHS = [166, 165, 100, 99, 50, 23, 166, 133, 1, 7, 166, 100, 82, 166, 300] * 20
+
+
+def random_esm3b(dtype: torch.dtype = torch.float32) -> Esm2Model:
+    """The same random weights every call (seeded), built on the GPU, then cast."""
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        module = ESM2(num_layers=36, embed_dim=2560, attention_heads=40).eval()
+    return Esm2Model(module.to(dtype), Alphabet.from_architecture("ESM-1b"), None, "")
+
+
+@pytest.fixture(scope="module")
+def esm3b() -> Esm2Model:
+    return random_esm3b()
+
+
+@pytest.fixture(scope="module")
+def reference(esm3b) -> tuple[list[str], torch.Tensor]:
+    proteins = random_proteins(REALISTIC_LENGTHS, seed=2)
+    settings = EncoderSettings(torch.device("cuda"), torch.float32, 2048)
+    return proteins, FairEsmEncoder(esm3b, settings).embed(proteins)
+
+
+def test_esm3b_shape(esm3b):
+    module = esm3b.module
+    assert (module.num_layers, module.embed_dim, module.attention_heads) == (36, 2560, 40)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_flash_varlen_half_precision_matches_fp32(esm3b, reference, dtype):
+    proteins, expected = reference
+    encoder = PackedEsmEncoder(random_esm3b(dtype), EncoderSettings(torch.device("cuda"), dtype))
+    assert encoder.kernel in ("flash-attn", "torch-varlen")
+    embedded = encoder.embed(proteins)
+    cosine = F.cosine_similarity(embedded.double(), expected.double(), dim=1)
+    print(f"{dtype} {encoder.kernel}: min cosine {cosine.min():.7f}")
+    assert cosine.min() >= 0.9999
+
+
+def test_packed_fp32_on_gpu_matches_fair_esm(esm3b, reference):
+    proteins, expected = reference
+    encoder = PackedEsmEncoder(esm3b, EncoderSettings(torch.device("cuda"), torch.float32))
+    assert encoder.kernel == "sdpa-padded"
+    cosine = F.cosine_similarity(encoder.embed(proteins).double(), expected.double(), dim=1)
+    assert cosine.min() >= 0.99999

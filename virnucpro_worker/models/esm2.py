@@ -1,0 +1,117 @@
+"""ESM-2 loading the way users have it: a fair-esm model name or a local checkpoint file.
+
+Checkpoints are fair-esm's `{"cfg": {"model": Namespace}, "model": state_dict}` files. They are
+read with `torch.load(weights_only=True)` and an allow-list of one class (argparse.Namespace),
+never unpickled blindly; fair-esm's own loader would unpickle anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from esm.data import Alphabet
+from esm.model.esm2 import ESM2
+
+from ..errors import UserError
+from ..files import sha256_of
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ESM = "esm2_t36_3B_UR50D"
+MAX_RESIDUES = 1024  # the original's truncation_seq_length
+_DOWNLOAD_URL = "https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt"
+_KEY_PREFIX = re.compile(r"^(encoder\.sentence_encoder\.|encoder\.)")
+_OPTIONAL_KEYS = {"contact_head.regression.weight", "contact_head.regression.bias"}
+
+
+@dataclass
+class Esm2Model:
+    module: ESM2
+    alphabet: Alphabet
+    path: Path
+    sha256: str
+
+    @property
+    def num_layers(self) -> int:
+        return self.module.num_layers
+
+
+def resolve_checkpoint(name_or_path: str | Path) -> Path:
+    """A local file as given, else `<torch hub>/checkpoints/<name>.pt`, downloaded if missing."""
+    candidate = Path(name_or_path).expanduser()
+    if candidate.is_file():
+        return candidate
+    name = str(name_or_path)
+    if not re.fullmatch(r"esm2_t\d+_\w+", name):
+        raise UserError(f"ESM-2 model '{name}': no such file, and not a fair-esm model name")
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / f"{name}.pt"
+    if not cached.is_file():
+        log.info("downloading %s to %s", name, cached)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            torch.hub.download_url_to_file(_DOWNLOAD_URL.format(name=name), str(cached))
+        except Exception as error:  # network errors come in many types
+            raise UserError(
+                f"ESM-2 model '{name}' is not in {cached.parent} and could not be downloaded "
+                f"({error}); pass a local checkpoint file with --esm"
+            ) from None
+    return cached
+
+
+def _read_checkpoint(path: Path) -> Mapping[str, Any]:
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        raise UserError(f"{path}: not a loadable ESM-2 checkpoint ({first_line})") from None
+
+
+def _config_value(config: Any, key: str) -> Any:
+    return config[key] if isinstance(config, Mapping) else getattr(config, key)
+
+
+def load_esm2(
+    name_or_path: str | Path = DEFAULT_ESM,
+    device: torch.device = torch.device("cpu"),
+    dtype: torch.dtype = torch.float32,
+) -> Esm2Model:
+    path = resolve_checkpoint(name_or_path)
+    data = _read_checkpoint(path)
+    try:
+        config = data["cfg"]["model"]
+        module = ESM2(
+            num_layers=_config_value(config, "encoder_layers"),
+            embed_dim=_config_value(config, "encoder_embed_dim"),
+            attention_heads=_config_value(config, "encoder_attention_heads"),
+            alphabet=Alphabet.from_architecture("ESM-1b"),
+            token_dropout=_config_value(config, "token_dropout"),
+        )
+        state = {_KEY_PREFIX.sub("", key): value for key, value in data["model"].items()}
+    except (KeyError, AttributeError, TypeError) as error:
+        raise UserError(f"{path}: not a fair-esm ESM-2 checkpoint (missing {error})") from None
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if set(missing) - _OPTIONAL_KEYS or unexpected:
+        problems = sorted(set(missing) - _OPTIONAL_KEYS) + sorted(unexpected)
+        raise UserError(f"{path}: weights do not fit ESM-2 (keys: {', '.join(problems[:5])})")
+    module = module.eval().to(device=device, dtype=dtype)
+    return Esm2Model(module, module.alphabet, path, sha256_of(path))
+
+
+def save_checkpoint(module: ESM2, path: Path) -> None:
+    """Write `module` in fair-esm's checkpoint layout (used for demo and test models)."""
+    config = argparse.Namespace(
+        encoder_layers=module.num_layers,
+        encoder_embed_dim=module.embed_dim,
+        encoder_attention_heads=module.attention_heads,
+        token_dropout=module.token_dropout,
+    )
+    state = {f"encoder.{key}": value for key, value in module.state_dict().items()}
+    torch.save({"cfg": {"model": config}, "model": state}, path)

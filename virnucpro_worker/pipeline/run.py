@@ -1,0 +1,186 @@
+"""`predict`: FASTA -> kept frames -> features -> scores -> result files, streamed in blocks."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..files import atomic_write, sha256_of
+from ..sequences.fasta import fasta_stem, read_fasta
+from ..sequences.prepare import (
+    PreparedBlock,
+    PreparedFiles,
+    check_chunk_size,
+    prepared_blocks,
+    write_chunks,
+    write_frames,
+)
+from .background import in_background
+from .predictor import Predictor
+from .progress import progress_bar
+from .provenance import code_version, now, software
+from .results import ResultWriter
+
+log = logging.getLogger(__name__)
+DEMO_WARNING = "DEMO MODELS: these predictions are meaningless (random weights)"
+
+
+@dataclass(frozen=True)
+class InputSummary:
+    records: int
+    bases: int
+
+
+def scan_input(path: Path) -> InputSummary:
+    """Validate the whole input before any model work, so bad input fails in seconds."""
+    records = bases = 0
+    for record in read_fasta(path):
+        records += 1
+        bases += len(record.sequence)
+    return InputSummary(records, bases)
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - start
+
+
+class _Intermediates(contextlib.ExitStack):
+    """The original tool's intermediate files, kept on request (--keep-intermediate)."""
+
+    def __init__(self, out_dir: Path, stem: str, chunk_size: int) -> None:
+        super().__init__()
+        self.files = PreparedFiles.in_dir(out_dir, stem, chunk_size)
+        self.merged = out_dir / f"{stem}_merged.pt"
+        self.ids: list[str] = []
+        self.features: list[torch.Tensor] = []
+
+    def __enter__(self) -> _Intermediates:
+        super().__enter__()
+        self.chunks = self.enter_context(atomic_write(self.files.chunks))
+        self.nucleotide = self.enter_context(atomic_write(self.files.nucleotide))
+        self.protein = self.enter_context(atomic_write(self.files.protein))
+        return self
+
+    def __exit__(self, *exc_info) -> bool:
+        if exc_info[0] is None:
+            self._save_merged()
+        return super().__exit__(*exc_info)
+
+    def add(self, block: PreparedBlock, features: torch.Tensor) -> None:
+        write_chunks(self.chunks, block.chunks)
+        write_frames(self.nucleotide, self.protein, block.frames)
+        self.ids.extend(frame.id for frame in block.frames)
+        self.features.append(features)
+
+    def _save_merged(self) -> None:
+        data = torch.cat(self.features)  # the original's layout: {'ids': [...], 'data': [N, D]}
+        with atomic_write(self.merged, "wb") as handle:
+            torch.save({"ids": self.ids, "data": data}, handle)
+
+
+def predict_file(
+    predictor: Predictor,
+    input_path: Path,
+    chunk_size: int,
+    out_dir: Path,
+    keep_intermediate: bool = False,
+    show_progress: bool = False,
+) -> dict:
+    """Write prediction_results.txt, prediction_results_highestscore.csv, sequence_summary.tsv
+    and run.json into `out_dir`; return the run.json content."""
+    check_chunk_size(chunk_size)
+    started = now()
+    timer = _Timer()
+    with timer.stage("validate"):
+        summary = scan_input(input_path)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    demo = predictor.choice.demo
+    if demo:
+        log.warning(DEMO_WARNING)
+    intermediates = (
+        _Intermediates(out_dir, fasta_stem(input_path), chunk_size) if keep_intermediate else None
+    )
+    with (
+        ResultWriter(out_dir, demo=demo) as writer,
+        intermediates or contextlib.nullcontext(),
+        progress_bar(show_progress, summary.records) as progress,
+    ):
+        for block in in_background(_timed_blocks(input_path, chunk_size, timer)):
+            features, scores = _score_block(predictor, block, timer)
+            with timer.stage("write"):
+                writer.add(block.records, block.frames, scores)
+                if intermediates:
+                    intermediates.add(block, features)
+            progress.advance(len(block.records), len(block.frames))
+    if writer.frames == 0:
+        log.warning("%s: no stop-free frame in any chunk; result files are header-only", input_path)
+    run = _run_record(predictor, input_path, chunk_size, summary, writer, timer, started)
+    with atomic_write(out_dir / "run.json") as handle:
+        json.dump(run, handle, indent=2)
+        handle.write("\n")
+    return run
+
+
+def _timed_blocks(input_path: Path, chunk_size: int, timer: _Timer) -> Iterator[PreparedBlock]:
+    blocks = prepared_blocks(read_fasta(input_path), chunk_size)
+    while True:
+        with timer.stage("prepare"):
+            block = next(blocks, None)
+        if block is None:
+            return
+        yield block
+
+
+def _score_block(
+    predictor: Predictor, block: PreparedBlock, timer: _Timer
+) -> tuple[torch.Tensor, torch.Tensor]:
+    with timer.stage("dnabert_s"):
+        nucleotide = predictor.nucleotide_features(block.frames)
+    with timer.stage("esm2"):
+        protein = predictor.protein_features(block.frames)
+    features = torch.cat([nucleotide, protein], dim=1)  # nucleotide first, as the original
+    with timer.stage("classify"):
+        scores = predictor.scores(features)
+    return features, scores
+
+
+def _run_record(predictor, input_path, chunk_size, summary, writer, timer, started) -> dict:
+    record = {
+        "tool": "virnucpro-worker",
+        "code_version": code_version(),
+        "software": software(),
+        "started": started,
+        "finished": now(),
+        "input": {"path": str(input_path), "sha256": sha256_of(input_path)},
+        "chunk_size": chunk_size,
+        **predictor.provenance(),
+        "counts": {
+            "records": summary.records,
+            "bases": summary.bases,
+            "chunks": writer.chunks,
+            "kept_frames": writer.frames,
+            "scored_chunks": writer.scored_chunks,
+            "viral_chunks": writer.viral_chunks,
+        },
+        "stage_seconds": {name: round(value, 3) for name, value in timer.seconds.items()},
+    }
+    if predictor.choice.demo:
+        record["warning"] = DEMO_WARNING
+    return record
