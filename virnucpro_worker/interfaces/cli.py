@@ -72,7 +72,7 @@ def _predict(args: argparse.Namespace) -> int:
     from ..pipeline.run import predict_file
 
     run = predict_file(
-        Predictor(_model_choice(args)),
+        Predictor.load(_model_choice(args)),
         args.input,
         args.chunk_size,
         args.out,
@@ -93,7 +93,7 @@ def _compare(args: argparse.Namespace) -> int:
 
     first, second = args.backends
     args.attention, args.v1_attention = first, False
-    report = compare_backends(Predictor(_model_choice(args)), second, args.input, args.chunk_size)
+    report = compare_backends(Predictor.load(_model_choice(args)), second, args.input, args.chunk_size)
     if args.report:
         args.report.write_text(json.dumps(report, indent=2) + "\n")
     embedding, prediction = report["embedding"], report["prediction"]

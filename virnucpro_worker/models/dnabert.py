@@ -35,7 +35,7 @@ SAFETENSORS_FILE = "model.safetensors"
 PYTORCH_FILE = "pytorch_model.bin"
 TOKENIZER_FILE = "tokenizer.json"
 CHECKPOINT_PREFIX = "bert."
-CPU = torch.device("cpu")
+_CPU = torch.device("cpu")
 # The pooler and the masked-LM head play no part in the embeddings.
 IGNORED_PREFIXES = ("pooler.", "cls.")
 
@@ -116,7 +116,7 @@ class _Embeddings(nn.Module):
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         # No position embeddings (ALiBi instead); every token has token type 0.
         type_zero = self.token_type_embeddings.weight[0]
-        return self.LayerNorm(self.word_embeddings(tokens) )
+        return self.LayerNorm(self.word_embeddings(tokens) + type_zero)
 
 
 class _SelfAttention(nn.Module):
@@ -227,7 +227,7 @@ class DnabertModel:
 
 
 def load_dnabert(
-    folder: Path, device: torch.device = CPU, dtype: torch.dtype = torch.float32
+    folder: Path, device: torch.device = _CPU, dtype: torch.dtype = torch.float32
 ) -> DnabertModel:
     """Load a Hugging Face DNABERT-S folder without its remote code."""
     folder = Path(folder)
@@ -266,7 +266,7 @@ def _read_weights(path: Path, folder: Path) -> Mapping[str, object]:
             return safetensors.torch.load_file(path)
         # weights_only: a checkpoint is data; full unpickling would run whatever code it names.
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (safetensors.SafetensorError, pickle.UnpicklingError, RuntimeError, EOFError) as error:
+    except (safetensors.SafetensorError, pickle.UnpicklingError, RuntimeError, OSError) as error:
         raise UserError(
             f"DNABERT-S folder {folder}: cannot read {path.name} ({_first_line(error)})"
         ) from error
@@ -336,7 +336,9 @@ class DnabertEncoder:
     """The `Encoder` for nucleotide slices: mean of the last layer over all tokens, [CLS] and
     [SEP] included (REFERENCE 1.3)."""
 
-    def __init__(self, model: DnabertModel, settings: EncoderSettings, kernel: AttentionKernel):
+    def __init__(
+        self, model: DnabertModel, settings: EncoderSettings, kernel: AttentionKernel
+    ) -> None:
         _require_alibi(kernel)
         self.model = model
         self.settings = settings
@@ -349,7 +351,9 @@ class DnabertEncoder:
         hidden = self.model.module.config.hidden_size
         if not sequences:
             return torch.empty(0, hidden)
-        token_lists = [encoding.ids for encoding in self.model.tokenizer.encode_batch(sequences)]
+        token_lists = [
+            encoding.ids for encoding in self.model.tokenizer.encode_batch(list(sequences))
+        ]
         device = self.settings.device
         means, rows = [], []
         with torch.inference_mode():
@@ -366,7 +370,7 @@ class DnabertEncoder:
 
 
 def save_dnabert_folder(module: DnabertS, tokenizer: tokenizers.Tokenizer, folder: Path) -> None:
-    """Write a Hugging Face style folder that `load_dnabert` (and the original) can read."""
+    """Write the files `load_dnabert` reads, laid out as on Hugging Face (`bert.` keys)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {
@@ -384,8 +388,8 @@ def _write(path: Path, data: bytes) -> None:
         handle.write(data)
 
 
-SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-IUPAC_LETTERS = "ACGTNRYSWKMBDHV"
+_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+_DEMO_LETTERS = "ACGTNRYSWKMBDHV"
 _DEMO_MERGES = [(a, b) for a in "ACGT" for b in "ACGT"] + [
     ("AA", "AA"),
     ("TT", "TT"),
@@ -422,21 +426,23 @@ def _randomize(module: nn.Module, generator: torch.Generator) -> None:
         for name, parameter in module.named_parameters():
             noise = torch.randn(parameter.shape, generator=generator)
             if name.endswith(("LayerNorm.weight", "layernorm.weight")):
-                noise = 1 + 0.1 * noise
+                value = 1 + 0.1 * noise
             elif name.endswith("bias"):
-                noise = 0.1 * noise
-            elif "embeddings" not in name:
-                noise = noise * parameter.shape[1] ** -0.5
-            parameter.copy_(noise)
+                value = 0.1 * noise
+            elif "embeddings" in name:
+                value = noise
+            else:  # a Linear weight: unit-variance inputs give unit-variance outputs
+                value = noise * parameter.shape[1] ** -0.5
+            parameter.copy_(value)
 
 
 def _demo_tokenizer() -> tokenizers.Tokenizer:
     """Laid out like DNABERT-2's tokenizer.json: BPE, [UNK] for unknown letters, and a
     post-processor wrapping every sequence in [CLS] ... [SEP]."""
     merged = [a + b for a, b in _DEMO_MERGES]
-    vocab = {token: i for i, token in enumerate([*SPECIAL_TOKENS, *IUPAC_LETTERS, *merged])}
+    vocab = {token: i for i, token in enumerate([*_SPECIAL_TOKENS, *_DEMO_LETTERS, *merged])}
     tokenizer = tokenizers.Tokenizer(models.BPE(vocab, _DEMO_MERGES, unk_token="[UNK]"))
-    tokenizer.add_special_tokens(list(SPECIAL_TOKENS))
+    tokenizer.add_special_tokens(list(_SPECIAL_TOKENS))
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",

@@ -12,10 +12,10 @@ import torch
 from ..attention.hookspecs import EncoderSettings
 from ..attention.registry import get_backend
 from ..errors import UserError
-from ..models.classifier import load_classifier, predict_scores
+from ..models.classifier import ClassifierModel, load_classifier, predict_scores
 from ..models.devices import device_description, dtype_name
-from ..models.dnabert import load_dnabert
-from ..models.esm2 import load_esm2
+from ..models.dnabert import DnabertModel, load_dnabert
+from ..models.esm2 import Esm2Model, load_esm2
 from ..sequences.translation import KeptFrame
 
 log = logging.getLogger(__name__)
@@ -33,19 +33,33 @@ class ModelChoice:
 
 
 class Predictor:
-    """Loads ESM-2, DNABERT-S and the classifier once; embeds and scores kept frames."""
+    """ESM-2, DNABERT-S and the classifier, loaded once; embeds and scores kept frames."""
 
-    def __init__(self, choice: ModelChoice) -> None:
+    def __init__(
+        self,
+        choice: ModelChoice,
+        esm: Esm2Model,
+        dnabert: DnabertModel,
+        classifier: ClassifierModel,
+    ) -> None:
         self.choice = choice
+        self.esm, self.dnabert, self.classifier = esm, dnabert, classifier
         backend = get_backend(choice.attention)
         settings = EncoderSettings(choice.device, choice.dtype)
-        log.info("loading models on %s in %s", choice.device, dtype_name(choice.dtype))
-        self.esm = load_esm2(choice.esm, choice.device, choice.dtype)
-        self.dnabert = load_dnabert(choice.dnabert, choice.device, choice.dtype)
-        self.classifier = load_classifier(choice.classifier, choice.device)
-        self.protein_encoder = backend.protein_encoder(self.esm, settings)
-        self.nucleotide_encoder = backend.nucleotide_encoder(self.dnabert, settings)
+        self.protein_encoder = backend.protein_encoder(esm, settings)
+        self.nucleotide_encoder = backend.nucleotide_encoder(dnabert, settings)
         self._check_dimensions()
+
+    @classmethod
+    def load(cls, choice: ModelChoice) -> Predictor:
+        get_backend(choice.attention)  # an unknown name fails before minutes of loading
+        log.info("loading models on %s in %s", choice.device, dtype_name(choice.dtype))
+        return cls(
+            choice,
+            load_esm2(choice.esm, choice.device, choice.dtype),
+            load_dnabert(choice.dnabert, choice.device, choice.dtype),
+            load_classifier(choice.classifier, choice.device),
+        )
 
     def _check_dimensions(self) -> None:
         nucleotide = self.dnabert.module.config.hidden_size

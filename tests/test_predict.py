@@ -1,0 +1,233 @@
+"""End-to-end `predict` and `compare-attention` with the demo models, on the conformance inputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from virnucpro_worker.files import sha256_of
+from virnucpro_worker.interfaces.cli import main
+from virnucpro_worker.models.classifier import (
+    MLPClassifier,
+    load_classifier,
+    save_original_pickle,
+)
+from virnucpro_worker.models.demo import ModelPaths, write_demo_models
+from virnucpro_worker.pipeline.results import highest_scores_from, read_prediction_results
+
+CONFORMANCE = Path(__file__).parent / "data" / "conformance"
+WITH_ORFS = CONFORMANCE / "test_with_orfs.fa"
+FIXED = CONFORMANCE / "test_fixed_500bp.fa"
+NO_FRAMES = CONFORMANCE / "test_sequences_small.fa"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> ModelPaths:
+    return write_demo_models(tmp_path_factory.mktemp("demo"))
+
+
+def model_args(demo: ModelPaths) -> list[str]:
+    return [
+        "--esm",
+        str(demo.esm),
+        "--dnabert",
+        str(demo.dnabert),
+        "--classifier",
+        str(demo.classifier),
+    ]
+
+
+def predict(demo: ModelPaths, fasta: Path, out: Path, *extra: str) -> int:
+    return main(
+        [
+            "predict",
+            str(fasta),
+            "--chunk-size",
+            "500",
+            "--out",
+            str(out),
+            "--no-progress",
+            *model_args(demo),
+            *extra,
+        ]
+    )
+
+
+@pytest.mark.parametrize("fasta", [WITH_ORFS, FIXED])
+def test_predict_writes_the_original_files(demo, tmp_path, fasta):
+    assert predict(demo, fasta, tmp_path, "--keep-intermediate") == 0
+    stem = fasta.name.removesuffix(".fa")
+    for name in (
+        f"{stem}_chunked500.fa",
+        f"{stem}_identified_nucleotide.fa",
+        f"{stem}_identified_protein.faa",
+    ):
+        assert (tmp_path / name).read_bytes() == (CONFORMANCE / name).read_bytes(), name
+
+    rows = read_prediction_results(tmp_path / "prediction_results.txt")
+    frame_ids = [
+        line[1:]
+        for line in (CONFORMANCE / f"{stem}_identified_protein.faa").read_text().splitlines()
+        if line.startswith(">")
+    ]
+    assert [row[0] for row in rows] == frame_ids
+    for _, label, others, virus in rows:
+        assert 0 <= others <= 1 and 0 <= virus <= 1
+        assert abs(others + virus - 1) < 1e-6
+        assert label == ("virus" if virus > others else "others")
+    highest = (tmp_path / "prediction_results_highestscore.csv").read_text().splitlines()
+    assert highest[0] == "Modified_ID\tIs_Virus"
+    assert highest[1:] == [f"{chunk}\t{call}" for chunk, call in highest_scores_from(rows)]
+
+
+def test_scores_are_the_classifier_applied_to_the_kept_features(demo, tmp_path):
+    assert predict(demo, WITH_ORFS, tmp_path, "--keep-intermediate") == 0
+    merged = torch.load(tmp_path / "test_with_orfs_merged.pt", weights_only=True)
+    rows = read_prediction_results(tmp_path / "prediction_results.txt")
+    assert merged["ids"] == [row[0] for row in rows]
+    module = load_classifier(demo.classifier).module
+    with torch.no_grad():
+        hidden = module.hidden_layer(merged["data"])
+        bn = module.bn1
+        hidden = (hidden - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps)
+        hidden = torch.relu(hidden * bn.weight + bn.bias)
+        by_hand = torch.softmax(module.output_layer(hidden), dim=1)
+    written = torch.tensor([[row[2], row[3]] for row in rows])
+    assert torch.allclose(by_hand, written, atol=1e-6)
+
+
+def test_run_json_records_what_produced_the_result(demo, tmp_path):
+    assert predict(demo, WITH_ORFS, tmp_path) == 0
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["attention_backend"] == "flash-varlen"
+    assert run["kernels"] == {"esm2": "sdpa-padded", "dnabert_s": "sdpa-padded"}
+    assert run["dtype"] == "fp32" and run["device"] == "cpu"
+    assert run["models"]["esm2"]["sha256"] == sha256_of(demo.esm)
+    assert run["models"]["classifier"]["sha256"] == sha256_of(demo.classifier)
+    assert run["models"]["classifier"]["format"] == "original-pickle"
+    weights = run["models"]["dnabert_s"]["files"]["model.safetensors"]
+    assert weights == sha256_of(demo.dnabert / "model.safetensors")
+    assert run["input"]["sha256"] == sha256_of(WITH_ORFS)
+    assert run["counts"] == {
+        "records": 2,
+        "bases": 345,
+        "chunks": 2,
+        "kept_frames": 4,
+        "scored_chunks": 2,
+        "viral_chunks": run["counts"]["viral_chunks"],
+    }
+    assert run["code_version"].startswith("0.")
+    assert set(run["stage_seconds"]) >= {"prepare", "dnabert_s", "esm2", "classify"}
+
+
+def test_both_backends_give_the_same_predictions_in_fp32(demo, tmp_path):
+    assert predict(demo, FIXED, tmp_path / "flash") == 0
+    assert predict(demo, FIXED, tmp_path / "v1", "--v1-attention") == 0
+    flash = read_prediction_results(tmp_path / "flash" / "prediction_results.txt")
+    v1 = read_prediction_results(tmp_path / "v1" / "prediction_results.txt")
+    assert [row[:2] for row in flash] == [row[:2] for row in v1]
+    assert max(abs(a[3] - b[3]) for a, b in zip(flash, v1, strict=True)) < 1e-5
+    run = json.loads((tmp_path / "v1" / "run.json").read_text())
+    assert run["attention_backend"] == "v1-bmm"
+    assert run["kernels"]["esm2"] == "fair-esm-bmm"
+
+
+def test_no_kept_frame_gives_header_only_results(demo, tmp_path, caplog):
+    assert predict(demo, NO_FRAMES, tmp_path) == 0
+    assert (tmp_path / "prediction_results.txt").read_text() == (
+        "Sequence_ID\tPrediction\tscore1\tscore2\n"
+    )
+    assert (tmp_path / "prediction_results_highestscore.csv").read_text() == (
+        "Modified_ID\tIs_Virus\n"
+    )
+    summary = (tmp_path / "sequence_summary.tsv").read_text().splitlines()
+    assert len(summary) == 1 + 11 and all(line.endswith("unscored") for line in summary[1:])
+    assert "no stop-free frame" in caplog.text
+
+
+def test_bad_input_fails_before_any_result_is_written(demo, tmp_path, capsys):
+    bad = tmp_path / "bad.fa"
+    bad.write_text(">ok\nACGTACGT\n>protein\nMKVLLQE\n")
+    assert predict(demo, bad, tmp_path / "out") == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error == [
+        f"virnucpro: error: {bad}: record 2 ('protein'): 'L' at position 4 is not "
+        "a nucleotide or IUPAC code (is this a protein FASTA?)"
+    ]
+    assert not (tmp_path / "out" / "prediction_results.txt").exists()
+
+
+def test_classifier_that_does_not_fit_the_encoders_is_refused(demo, tmp_path, capsys):
+    wrong = tmp_path / "wrong.pth"
+    save_original_pickle(MLPClassifier(input_dim=10, hidden_dim=4), wrong)
+    args = [*model_args(demo)[:-1], str(wrong)]
+    code = main(
+        ["predict", str(WITH_ORFS), "--chunk-size", "500", "--out", str(tmp_path / "out"), *args]
+    )
+    assert code == 2
+    assert "the classifier takes 10 features, but DNABERT-S" in capsys.readouterr().err
+
+
+def test_demo_models_are_deterministic(tmp_path):
+    first, second = write_demo_models(tmp_path / "a"), write_demo_models(tmp_path / "b")
+    for a, b in (
+        (first.esm, second.esm),
+        (first.classifier, second.classifier),
+        (first.dnabert / "model.safetensors", second.dnabert / "model.safetensors"),
+        (first.dnabert / "tokenizer.json", second.dnabert / "tokenizer.json"),
+    ):
+        assert sha256_of(a) == sha256_of(b)
+
+
+def test_compare_attention_reports_agreement(demo, tmp_path, capsys):
+    report_path = tmp_path / "report.json"
+    code = main(["compare-attention", str(FIXED), *model_args(demo), "--report", str(report_path)])
+    assert code == 0
+    report = json.loads(report_path.read_text())
+    assert report["frames"] == 4
+    assert report["embedding"]["cosine_min"] > 0.99999
+    assert report["embedding"]["max_abs_diff"] < 1e-5
+    assert report["prediction"]["label_agreement_percent"] == 100.0
+    assert report["recommendation"] == "ACCEPT"
+    assert len(report["per_sequence"]) == 4
+    assert "recommendation: ACCEPT" in capsys.readouterr().out
+
+
+def test_cli_demo_run_in_a_subprocess(tmp_path):
+    """The README's main job: the console entry point with the cached demo models."""
+    env = {**os.environ, "VIRNUCPRO_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "virnucpro_worker.interfaces.cli",
+            "predict",
+            str(WITH_ORFS),
+            "--chunk-size",
+            "500",
+            "--out",
+            str(tmp_path / "out"),
+            "--demo-models",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "meaningless" in result.stderr
+    assert (tmp_path / "out" / "DEMO_MODELS_PREDICTIONS_ARE_MEANINGLESS.txt").exists()
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["demo_models"] is True
+    assert (tmp_path / "cache").is_dir()
+
+
+def test_backends_command_lists_builtins(capsys):
+    assert main(["backends"]) == 0
+    out = capsys.readouterr().out
+    assert "flash-varlen" in out and "v1-bmm" in out and "sdpa-padded" in out
