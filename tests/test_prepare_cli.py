@@ -169,11 +169,6 @@ def test_directory_as_input(tmp_path: Path) -> None:
     assert_clean_failure(result, tmp_path / "out", str(path))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: prepare() calls out_dir.mkdir() unguarded, so FileExistsError / "
-    "NotADirectoryError escape the CLI as a traceback with exit 1",
-)
 @pytest.mark.parametrize("out_name", ["a_file", "a_file/sub"])
 def test_output_path_that_is_not_a_directory(out_name: str, tmp_path: Path) -> None:
     (tmp_path / "a_file").write_text("not a directory\n")

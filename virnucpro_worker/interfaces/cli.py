@@ -18,9 +18,10 @@ log = logging.getLogger("virnucpro")
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from ..sequences.prepare import prepare
+    from ..sequences.prepare import default_workers, prepare
 
-    summary = prepare(args.input, args.chunk_size, args.out)
+    workers = args.workers or default_workers()
+    summary = prepare(args.input, args.chunk_size, args.out, workers=workers)
     print(
         f"{summary.records} records, {summary.bases} bp -> {summary.chunks} chunks, "
         f"{summary.frames} kept frames; wrote {summary.files.chunks}, "
@@ -93,7 +94,9 @@ def _compare(args: argparse.Namespace) -> int:
 
     first, second = args.backends
     args.attention, args.v1_attention = first, False
-    report = compare_backends(Predictor.load(_model_choice(args)), second, args.input, args.chunk_size)
+    report = compare_backends(
+        Predictor.load(_model_choice(args)), second, args.input, args.chunk_size
+    )
     if args.report:
         args.report.write_text(json.dumps(report, indent=2) + "\n")
     embedding, prediction = report["embedding"], report["prediction"]
@@ -183,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("input", type=Path, help="FASTA (.fa/.fasta/.fna/.fas, optionally .gz)")
     prepare.add_argument("--chunk-size", type=int, choices=CHUNK_SIZES, required=True)
     prepare.add_argument("--out", type=Path, required=True, help="output directory")
+    prepare.add_argument("--workers", type=int, help="processes (default: one per CPU)")
     prepare.set_defaults(run=_prepare)
 
     predict = commands.add_parser("predict", help="predict viral chunks and sequences")

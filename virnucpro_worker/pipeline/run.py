@@ -19,9 +19,9 @@ from ..sequences.prepare import (
     PreparedBlock,
     PreparedFiles,
     check_chunk_size,
+    chunk_text,
+    frame_texts,
     prepared_blocks,
-    write_chunks,
-    write_frames,
 )
 from .background import in_background
 from .predictor import Predictor
@@ -84,8 +84,10 @@ class _Intermediates(contextlib.ExitStack):
         return super().__exit__(*exc_info)
 
     def add(self, block: PreparedBlock, features: torch.Tensor) -> None:
-        write_chunks(self.chunks, block.chunks)
-        write_frames(self.nucleotide, self.protein, block.frames)
+        nucleotide, protein = frame_texts(block.frames)
+        self.chunks.write(chunk_text(block.chunks))
+        self.nucleotide.write(nucleotide)
+        self.protein.write(protein)
         self.ids.extend(frame.id for frame in block.frames)
         self.features.append(features)
 

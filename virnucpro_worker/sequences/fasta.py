@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import gzip
-import itertools
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
-
-from Bio.SeqIO.FastaIO import SimpleFastaParser
+from typing import BinaryIO
 
 from ..errors import InputError
 
 FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".fas")
+_READ_SIZE = 1 << 22
 # IUPAC nucleotide codes (U included); anything else, e.g. protein letters, is rejected.
-_NOT_NUCLEOTIDE = re.compile(r"[^ACGTURYSWKMBDHVNacgturyswkmbdhvn]")
+_NUCLEOTIDE_CODES = b"ACGTURYSWKMBDHVNacgturyswkmbdhvn"
+_NOT_NUCLEOTIDE = re.compile(rb"[^" + _NUCLEOTIDE_CODES + rb"]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,10 +36,8 @@ def fasta_stem(path: Path) -> str:
     return Path(name).stem
 
 
-def _open_text(path: Path) -> TextIO:
-    if path.name.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="ascii", errors="replace", newline=None)
-    return path.open("r", encoding="ascii", errors="replace", newline=None)
+def _open_binary(path: Path) -> BinaryIO:
+    return gzip.open(path, "rb") if path.name.endswith(".gz") else path.open("rb")
 
 
 def _check_readable(path: Path) -> None:
@@ -57,43 +54,98 @@ def _check_readable(path: Path) -> None:
         raise InputError(f"{path}: the file is empty")
 
 
-def _parse(path: Path) -> Iterator[tuple[str, str]]:
-    """(header, sequence) pairs; decoding and format errors become InputError."""
+@dataclass(frozen=True, slots=True)
+class RawBlock:
+    """Whole records of the file, as bytes starting at a '>' line."""
+
+    text: bytes
+    first_record: int  # 1-based number of its first record in the file
+
+
+def raw_blocks(path: Path | str, size: int = _READ_SIZE) -> Iterator[RawBlock]:
+    """The file cut at record boundaries into blocks of about `size` bytes, read in large
+    binary pieces: several times faster than a line-by-line parser such as Biopython's, which
+    dominated preparation time. Checks that the text is FASTA; records are checked by
+    `parse_block`."""
+    path = Path(path)
+    _check_readable(path)
+    pending, started, number = b"", False, 1
     try:
-        with _open_text(path) as handle:
-            lines = iter(handle)
-            first = next((line for line in lines if line.strip()), "")
-            if not first.startswith(">"):
-                raise InputError(f"{path}: not FASTA, the first line does not start with '>'")
-            yield from SimpleFastaParser(itertools.chain([first], lines))
+        with _open_binary(path) as handle:
+            while piece := handle.read(size):
+                pending += piece
+                if not started:
+                    pending = pending.lstrip()
+                    if not pending:
+                        continue
+                    if not pending.startswith(b">"):
+                        raise InputError(
+                            f"{path}: not FASTA, the first line does not start with '>'"
+                        )
+                    started = True
+                cut = pending.rfind(b"\n>")
+                if cut >= 0:
+                    block = RawBlock(pending[: cut + 1], number)
+                    number += block.text.count(b"\n>") + 1
+                    pending = pending[cut + 1 :]
+                    yield block
     except (gzip.BadGzipFile, zlib.error, EOFError) as error:
         raise InputError(f"{path}: corrupt gzip data ({error})") from None
+    if not started:
+        raise InputError(f"{path}: not FASTA, no '>' header line")
+    yield RawBlock(pending, number)
+
+
+def parse_block(block: RawBlock, path: Path) -> list[FastaRecord]:
+    """The block's records, each checked: header, non-empty sequence, IUPAC letters only.
+    Duplicate ids span blocks: `UniqueIds` checks them."""
+    records = []
+    for number, entry in enumerate(block.text[1:].split(b"\n>"), start=block.first_record):
+        header, _, body = entry.partition(b"\n")
+        # Line breaks, blank lines, CR of Windows line endings and spaces are not sequence.
+        sequence = body.translate(None, b"\r\n ")
+        fields = header.decode("latin-1").split(maxsplit=1)
+        if not fields:
+            raise InputError(f"{path}: record {number} has an empty header")
+        where = f"{path}: record {number} ('{fields[0]}')"
+        if not sequence:
+            raise InputError(f"{where}: empty sequence")
+        if sequence.translate(None, _NUCLEOTIDE_CODES):  # C speed; the regex only to report
+            bad = _NOT_NUCLEOTIDE.search(sequence)
+            raise InputError(
+                f"{where}: {bad.group().decode('latin-1')!r} at position {bad.start() + 1} is "
+                "not a nucleotide or IUPAC code (is this a protein FASTA?)"
+            )
+        records.append(FastaRecord(fields[0], sequence.decode("ascii")))
+    return records
+
+
+class UniqueIds:
+    """Refuses a record id seen before; the set of ids is the only state that grows with the
+    input."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.seen: set[str] = set()
+
+    def add(self, ids: Sequence[str], first_record: int) -> None:
+        for number, record_id in enumerate(ids, start=first_record):
+            if record_id in self.seen:
+                raise InputError(
+                    f"{self.path}: record {number} ('{record_id}'): duplicate record id"
+                )
+            self.seen.add(record_id)
 
 
 def read_fasta(path: Path | str) -> Iterator[FastaRecord]:
-    """Yield validated records one at a time.
+    """Yield validated records, streamed block by block.
 
     Accepts Windows line endings, blank lines and descriptions after the id (dropped, as the
-    original's Biopython record.id does). Duplicate detection keeps the set of ids seen, the only
-    state that grows with the input.
+    original's Biopython record.id does).
     """
     path = Path(path)
-    _check_readable(path)
-    seen: set[str] = set()
-    for count, (header, sequence) in enumerate(_parse(path), start=1):
-        record_id = header.split(maxsplit=1)[0] if header.strip() else ""
-        where = f"{path}: record {count} ('{record_id}')"
-        if not record_id:
-            raise InputError(f"{path}: record {count} has an empty header")
-        if not sequence:
-            raise InputError(f"{where}: empty sequence")
-        if record_id in seen:
-            raise InputError(f"{where}: duplicate record id")
-        bad = _NOT_NUCLEOTIDE.search(sequence)
-        if bad:
-            raise InputError(
-                f"{where}: '{bad.group()}' at position {bad.start() + 1} is not a nucleotide "
-                "or IUPAC code (is this a protein FASTA?)"
-            )
-        seen.add(record_id)
-        yield FastaRecord(record_id, sequence)
+    unique = UniqueIds(path)
+    for block in raw_blocks(path):
+        records = parse_block(block, path)
+        unique.add([record.id for record in records], block.first_record)
+        yield from records

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
-from collections.abc import Iterable, Iterator
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import TextIO
 
 from ..errors import UserError
 from ..files import atomic_write
 from .chunking import CHUNK_SIZES, Chunk, chunk_record
-from .fasta import FastaRecord, fasta_stem, read_fasta
+from .fasta import FastaRecord, RawBlock, UniqueIds, fasta_stem, parse_block, raw_blocks
 from .translation import KeptFrame, kept_frames
 
 log = logging.getLogger(__name__)
@@ -19,6 +25,9 @@ log = logging.getLogger(__name__)
 # Bases handled per vectorised block: large enough to amortise numpy calls, small enough
 # that memory stays flat whatever the input size.
 BLOCK_BASES = 2_000_000
+# Bytes of FASTA per block when `prepare` spreads blocks over processes: small enough that
+# every worker gets several blocks of a 20 Mbp file.
+PARALLEL_BLOCK_BYTES = 1 << 18
 WRAP = 60  # Biopython's FASTA line width, used by the original for the chunk file
 
 
@@ -65,59 +74,145 @@ def check_chunk_size(chunk_size: int) -> None:
         raise UserError(f"chunk size must be one of {CHUNK_SIZES}, not {chunk_size}")
 
 
-def prepared_blocks(
-    records: Iterable[FastaRecord], chunk_size: int, block_bases: int = BLOCK_BASES
-) -> Iterator[PreparedBlock]:
-    """Group records into blocks of about `block_bases` and compute their chunks and frames."""
-    check_chunk_size(chunk_size)
-    block, record_ids, bases = PreparedBlock(), [], 0
+def record_batches(
+    records: Iterable[FastaRecord], block_bases: int = BLOCK_BASES
+) -> Iterator[list[FastaRecord]]:
+    """Consecutive records grouped until they hold at least `block_bases` bases."""
+    batch, bases = [], 0
+    for record in records:
+        batch.append(record)
+        bases += len(record.sequence)
+        if bases >= block_bases:
+            yield batch
+            batch, bases = [], 0
+    if batch:
+        yield batch
+
+
+def prepare_block(records: Sequence[FastaRecord], chunk_size: int) -> PreparedBlock:
+    """Chunks and kept frames of whole records, computed together for speed."""
+    block, record_ids = PreparedBlock(), []
     for record in records:
         chunks = list(chunk_record(record.id, record.sequence, chunk_size))
         block.records.append(RecordInfo(record.id, len(record.sequence), len(chunks)))
         block.chunks.extend(chunks)
         record_ids.extend([record.id] * len(chunks))
-        bases += len(record.sequence)
-        if bases >= block_bases:
-            block.frames = kept_frames(block.chunks, record_ids)
-            yield block
-            block, record_ids, bases = PreparedBlock(), [], 0
-    if block.records:
-        block.frames = kept_frames(block.chunks, record_ids)
-        yield block
+    block.frames = kept_frames(block.chunks, record_ids)
+    return block
 
 
-def write_chunks(handle: TextIO, chunks: Iterable[Chunk]) -> None:
-    for chunk in chunks:
-        seq = chunk.sequence
-        lines = "\n".join(seq[i : i + WRAP] for i in range(0, len(seq), WRAP))
-        handle.write(f">{chunk.id}\n{lines}\n")
+def prepared_blocks(
+    records: Iterable[FastaRecord], chunk_size: int, block_bases: int = BLOCK_BASES
+) -> Iterator[PreparedBlock]:
+    """Records in blocks of about `block_bases`, with their chunks and kept frames."""
+    check_chunk_size(chunk_size)
+    for batch in record_batches(records, block_bases):
+        yield prepare_block(batch, chunk_size)
 
 
-def write_frames(nucleotide: TextIO, protein: TextIO, frames: Iterable[KeptFrame]) -> None:
-    for frame in frames:
-        nucleotide.write(f">{frame.id}\n{frame.nucleotide}\n")
-        protein.write(f">{frame.id}\n{frame.protein}\n")
+def _wrapped(sequence: str) -> str:
+    return "\n".join([sequence[i : i + WRAP] for i in range(0, len(sequence), WRAP)])
 
 
-def prepare(input_path: Path | str, chunk_size: int, out_dir: Path | str) -> PrepareSummary:
-    """Write the three files the original tool writes for `input_path`, byte for byte."""
+def chunk_text(chunks: Iterable[Chunk]) -> str:
+    """Chunks as the original writes them (Biopython FASTA: `>id` and 60-column lines)."""
+    return "".join([f">{chunk.id}\n{_wrapped(chunk.sequence)}\n" for chunk in chunks])
+
+
+def frame_texts(frames: Sequence[KeptFrame]) -> tuple[str, str]:
+    """The nucleotide and protein frame files' text: one unwrapped line per sequence."""
+    nucleotide = "".join([f">{frame.id}\n{frame.nucleotide}\n" for frame in frames])
+    protein = "".join([f">{frame.id}\n{frame.protein}\n" for frame in frames])
+    return nucleotide, protein
+
+
+@dataclass(frozen=True, slots=True)
+class _BlockOutput:
+    chunks: str
+    nucleotide: str
+    protein: str
+    counts: tuple[int, int, int, int]  # records, bases, chunks, frames
+    record_ids: list[str]
+    first_record: int
+
+
+def _block_output(raw: RawBlock, path: Path, chunk_size: int) -> _BlockOutput:
+    """Parse, check and prepare a block of the file; runs in a worker process when asked to."""
+    block = prepare_block(parse_block(raw, path), chunk_size)
+    bases = sum(info.length for info in block.records)
+    counts = (len(block.records), bases, len(block.chunks), len(block.frames))
+    ids = [info.id for info in block.records]
+    return _BlockOutput(
+        chunk_text(block.chunks), *frame_texts(block.frames), counts, ids, raw.first_record
+    )
+
+
+def _in_order(pool: Executor, work: Callable, items: Iterable, ahead: int) -> Iterator:
+    """work(item) for each item, run in `pool` at most `ahead` at a time, results in order
+    (unlike Pool.imap, the input is never read further ahead, so memory stays bounded)."""
+    pending: deque[Future] = deque()
+    for item in items:
+        pending.append(pool.submit(work, item))
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def _block_outputs(path: Path, chunk_size: int, workers: int) -> Iterator[_BlockOutput]:
+    """Each raw block of the file prepared, in order; duplicate ids are checked here, across
+    blocks, as the outputs come back."""
+    work = partial(_block_output, path=path, chunk_size=chunk_size)
+    unique = UniqueIds(path)
+    with contextlib.ExitStack() as stack:
+        if workers <= 1:
+            outputs = map(work, raw_blocks(path))
+        else:
+            # fork: workers start in milliseconds; the CLI process asking has no threads.
+            context = multiprocessing.get_context("fork")
+            pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=context))
+            blocks = raw_blocks(path, PARALLEL_BLOCK_BYTES)
+            outputs = _in_order(pool, work, blocks, ahead=4 * workers)
+        for output in outputs:
+            unique.add(output.record_ids, output.first_record)
+            yield output
+
+
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def prepare(
+    input_path: Path | str, chunk_size: int, out_dir: Path | str, workers: int = 1
+) -> PrepareSummary:
+    """Write the three files the original tool writes for `input_path`, byte for byte.
+
+    With `workers` > 1 (Linux), blocks are prepared in that many forked processes while this one
+    reads the input and writes the output in order.
+    """
     input_path, out_dir = Path(input_path), Path(out_dir)
     check_chunk_size(chunk_size)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir}: exists and is not a directory")
     files = PreparedFiles.in_dir(out_dir, fasta_stem(input_path), chunk_size)
-    records = bases = chunks = frames = 0
+    totals = [0, 0, 0, 0]
+    outputs = _block_outputs(input_path, chunk_size, workers)
+    first = next(outputs)  # input errors surface before any output directory is created
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"{out_dir}: cannot create the output directory ({error})") from None
     with (
         atomic_write(files.chunks) as chunk_out,
         atomic_write(files.nucleotide) as nucleotide_out,
         atomic_write(files.protein) as protein_out,
     ):
-        for block in prepared_blocks(read_fasta(input_path), chunk_size):
-            write_chunks(chunk_out, block.chunks)
-            write_frames(nucleotide_out, protein_out, block.frames)
-            records += len(block.records)
-            bases += sum(info.length for info in block.records)
-            chunks += len(block.chunks)
-            frames += len(block.frames)
+        for output in itertools.chain([first], outputs):
+            chunk_out.write(output.chunks)
+            nucleotide_out.write(output.nucleotide)
+            protein_out.write(output.protein)
+            totals = [a + b for a, b in zip(totals, output.counts, strict=True)]
+    records, bases, chunks, frames = totals
     if frames == 0:
         log.warning("%s: no stop-free frame in any chunk; the frame files are empty", input_path)
     return PrepareSummary(files, records, bases, chunks, frames)

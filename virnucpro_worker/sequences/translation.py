@@ -2,8 +2,12 @@
 
 Rules (REFERENCE 1.2): upper-case; only the 64 ACGT codons translate, any other codon is dropped;
 a frame is kept iff its translation is non-empty and has no stop; its nucleotide slice is the
-translated span plus one base. Doing this with numpy over a whole block of chunks at once is what
-makes preparation fast: the per-chunk Python work is only building the kept frames' strings.
+translated span plus one base.
+
+Speed comes from doing the per-base work once per block of chunks with numpy: every window of
+three bases gets one code, looked up in two tables (the codon, and its reverse complement, so the
+reverse strand needs no second pass); stops and untranslatable codons are counted per frame with
+running sums. Python touches only the kept frames.
 """
 
 from __future__ import annotations
@@ -16,17 +20,37 @@ import numpy as np
 from .chunking import Chunk
 
 FRAME_NAMES = ("F1", "F2", "F3", "R1", "R2", "R3")
-_BASES = "TCAG"
-# Standard genetic code, codons enumerated in TCAG order (index 16*b1 + 4*b2 + b3).
+_BASES = "TCAG"  # standard-code order: codon index 16*b1 + 4*b2 + b3
 _AMINO_ACIDS = "FFLLSSSSYY**CC*WLLLLPPPPHHQQRRRRIIIMTTTTNNKKSSRRVVVVAAAADDEEGGGG"
-_INVALID = 64  # codon index of any codon with a letter outside ACGT
-
-_BASE_CODE = np.full(256, 4, dtype=np.uint8)
-for _code, _base in enumerate(_BASES):
-    _BASE_CODE[ord(_base)] = _code
-_AMINO_ACID_BYTES = np.frombuffer((_AMINO_ACIDS + "X").encode(), dtype=np.uint8)
-_IS_STOP = np.frombuffer((_AMINO_ACIDS + "X").encode(), dtype=np.uint8) == ord("*")
+_OTHER = 4  # base code of any letter outside ACGT: its codons are dropped
+_STOP = ord("*")
 _COMPLEMENT = str.maketrans("ACGTacgt", "TGCAtgca")
+_COMPLEMENT_BYTES = bytes.maketrans(b"ACGTacgt", b"TGCAtgca")
+
+
+def _base_codes() -> np.ndarray:
+    codes = np.full(256, _OTHER, dtype=np.uint8)
+    for code, base in enumerate(_BASES):
+        codes[ord(base)] = codes[ord(base.lower())] = code
+    return codes
+
+
+def _window_tables() -> tuple[np.ndarray, np.ndarray]:
+    """Amino-acid byte (0 = dropped) of each window code 25*b1 + 5*b2 + b3, read forward and
+    read as its reverse complement. Complement in TCAG order is `code ^ 2` (T<->A, C<->G)."""
+    forward = np.zeros(125, dtype=np.uint8)
+    reverse = np.zeros(125, dtype=np.uint8)
+    for b1 in range(4):
+        for b2 in range(4):
+            for b3 in range(4):
+                window = 25 * b1 + 5 * b2 + b3
+                forward[window] = ord(_AMINO_ACIDS[16 * b1 + 4 * b2 + b3])
+                reverse[window] = ord(_AMINO_ACIDS[16 * (b3 ^ 2) + 4 * (b2 ^ 2) + (b1 ^ 2)])
+    return forward, reverse
+
+
+_BASE_CODES = _base_codes()
+_FORWARD_TABLE, _REVERSE_TABLE = _window_tables()
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,108 +66,118 @@ def reverse_complement(sequence: str) -> str:
     return sequence.translate(_COMPLEMENT)[::-1]
 
 
-def _codon_indices(strand: str) -> np.ndarray:
-    """Codon index (0-63, or 64 for non-ACGT) starting at each position; last two are invalid."""
-    codes = _BASE_CODE[np.frombuffer(strand.encode("ascii"), dtype=np.uint8)]
-    indices = np.full(len(codes), _INVALID, dtype=np.int64)
+def _window_amino_acids(strand: str) -> tuple[np.ndarray, np.ndarray]:
+    """Amino acid of the window starting at each position, forward and reverse-complement read
+    (0 where dropped, and for the last two positions)."""
+    codes = np.take(_BASE_CODES, np.frombuffer(strand.encode("ascii"), dtype=np.uint8))
+    windows = np.zeros(len(codes), dtype=np.uint8)
     if len(codes) >= 3:
-        first, second, third = codes[:-2], codes[1:-1], codes[2:]
-        valid = (first < 4) & (second < 4) & (third < 4)
-        indices[:-2] = np.where(valid, first * 16 + second * 4 + third, _INVALID)
-    return indices
+        window = windows[:-2]
+        np.multiply(codes[:-2], 25, out=window)
+        window += codes[1:-1] * np.uint8(5)
+        window += codes[2:]
+    forward, reverse = np.take(_FORWARD_TABLE, windows), np.take(_REVERSE_TABLE, windows)
+    forward[-2:] = reverse[-2:] = 0
+    return forward, reverse
 
 
-def _phase_counts(flags: np.ndarray) -> np.ndarray:
-    """table[k, p] = how many flagged positions among p, p+3, ..., p+3(k-1)."""
-    padded = np.zeros(-(-len(flags) // 3) * 3, dtype=np.int64)
-    padded[: len(flags)] = flags
-    table = np.zeros((len(padded) // 3 + 1, 3), dtype=np.int64)
-    np.cumsum(padded.reshape(-1, 3), axis=0, out=table[1:])
-    return table
+def _count(flags: np.ndarray, first: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Flags set among first, first+3, ..., first+3(count-1), for each (first, count >= 1).
+
+    One `reduceat` per reading phase over [begin, end) index pairs: the odd slots it also fills
+    (from one frame's end to the next one's begin) are dropped. Ten times faster than running
+    sums, which made this the slowest step of preparation.
+    """
+    totals = np.zeros(first.shape, dtype=np.int64)
+    phase = first % 3
+    for p in range(3):
+        frames = phase == p
+        if not frames.any():
+            continue
+        along_phase = np.append(flags[p::3], False)  # so that an end may equal the length
+        begin = first[frames] // 3
+        bounds = np.column_stack([begin, begin + count[frames]]).ravel()
+        totals[frames] = np.add.reduceat(along_phase, bounds, dtype=np.int64)[::2]
+    return totals
 
 
 def kept_frames(chunks: Sequence[Chunk], record_ids: Sequence[str]) -> list[KeptFrame]:
     """The kept frames of `chunks` (record_ids[i] owns chunks[i]), in chunk then F1..R3 order."""
     if not chunks:
         return []
-    forward = "".join(chunk.sequence for chunk in chunks).upper()
-    reverse = reverse_complement(forward)
-    total = len(forward)
+    strand = "".join(chunk.sequence for chunk in chunks)
+    forward, reverse = _window_amino_acids(strand)
     lengths = np.fromiter((len(chunk.sequence) for chunk in chunks), np.int64, len(chunks))
-    offsets = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    starts = np.cumsum(lengths) - lengths
 
-    # Both strands in one buffer: forward at [0, total), reverse at [total, 2*total).
-    codons = np.concatenate((_codon_indices(forward), _codon_indices(reverse)))
-    frame_shift = np.array([0, 1, 2, 0, 1, 2])
-    strand_start = np.stack([offsets] * 3 + [total + (total - offsets - lengths)] * 3, axis=1)
-    starts = strand_start + frame_shift  # first codon position of each (chunk, frame)
-    counts = np.maximum(0, (lengths[:, None] - frame_shift) // 3)  # codon positions per frame
-
-    stops = _phase_counts(_IS_STOP[codons])
-    valid = _phase_counts(codons != _INVALID)
-    phase, row = starts % 3, starts // 3
-    stop_count = stops[row + counts, phase] - stops[row, phase]
-    valid_count = valid[row + counts, phase] - valid[row, phase]
-    keep = (valid_count > 0) & (stop_count == 0)
-    if not keep.any():
+    # Frame f reads windows f, f+3, ... of the chunk (forward) or of its reverse complement,
+    # whose window j is the forward window at start+length-3-j; `first` is the lowest window.
+    shift = np.arange(3)
+    windows = np.maximum(0, (lengths[:, None] - shift) // 3)
+    forward_first = starts[:, None] + shift
+    reverse_first = starts[:, None] + lengths[:, None] - 3 - shift - 3 * (windows - 1)
+    windows = np.concatenate([windows, windows], axis=1)
+    first = np.where(windows > 0, np.concatenate([forward_first, reverse_first], axis=1), 0)
+    stops = np.concatenate(
+        [
+            _count(forward == _STOP, first[:, :3], windows[:, :3]),
+            _count(reverse == _STOP, first[:, 3:], windows[:, 3:]),
+        ],
+        axis=1,
+    )
+    stop_free = (stops == 0) & (windows > 0)
+    if not stop_free.any():
         return []
     return _build_frames(
-        chunks,
-        record_ids,
-        forward + reverse,
-        codons,
-        lengths,
-        strand_start,
-        keep,
-        starts,
-        counts,
-        valid_count,
+        chunks, record_ids, strand, forward, reverse, stop_free, first, windows, starts, lengths
     )
 
 
 def _build_frames(
-    chunks: Sequence[Chunk],
-    record_ids: Sequence[str],
-    strands: str,
-    codons: np.ndarray,
-    lengths: np.ndarray,
-    strand_start: np.ndarray,
-    keep: np.ndarray,
-    starts: np.ndarray,
-    counts: np.ndarray,
-    valid_count: np.ndarray,
+    chunks, record_ids, strand, forward, reverse, stop_free, first, windows, starts, lengths
 ) -> list[KeptFrame]:
-    chunk_index, frame_index = np.nonzero(keep)  # row-major: chunk order, then F1..R3
-    kept_starts, kept_counts = starts[keep], counts[keep]
-    # Every codon position of every kept frame, gathered at once.
-    first_of_frame = np.repeat(np.cumsum(kept_counts) - kept_counts, kept_counts)
-    positions = np.repeat(kept_starts, kept_counts) + 3 * (
-        np.arange(kept_counts.sum()) - first_of_frame
+    chunk_index, frame_index = np.nonzero(stop_free)  # row-major: chunk order, then F1..R3
+    count = windows[stop_free]
+    is_reverse = frame_index >= 3
+    # Gather every window of every stop-free frame; reverse frames are read from their highest
+    # window down, in the reverse-complement table (which follows the forward one).
+    origin = np.where(
+        is_reverse, first[stop_free] + 3 * (count - 1) + len(strand), first[stop_free]
     )
-    translated = codons[positions]
-    letters = _AMINO_ACID_BYTES[translated[translated != _INVALID]].tobytes().decode()
-    protein_lengths = valid_count[keep]
-    protein_ends = np.cumsum(protein_lengths)
-    chunk_ends = (strand_start[chunk_index, frame_index] + lengths[chunk_index]).tolist()
+    step = np.where(is_reverse, -3, 3)
+    frame_start = np.cumsum(count) - count
+    offset_in_frame = np.arange(count.sum()) - np.repeat(frame_start, count)
+    positions = np.repeat(origin, count) + np.repeat(step, count) * offset_in_frame
+    amino_acids = np.concatenate([forward, reverse])[positions]
+    translated = amino_acids != 0
+    letters = amino_acids[translated].tobytes().decode("ascii")
+    protein_length = np.add.reduceat(translated, frame_start, dtype=np.int64)
+    protein_end = np.cumsum(protein_length)
 
-    frames = []
-    for i, (chunk_i, frame_i, start, end, size) in enumerate(
-        zip(
+    # Nucleotide slices: strand[f : f + 3*len(protein) + 1], clipped at the chunk's end, taken
+    # from the block read forward or (reverse frames) from the whole block reverse-complemented.
+    upper = strand.encode("ascii").upper()
+    both = (upper + upper.translate(_COMPLEMENT_BYTES)[::-1]).decode("ascii")
+    chunk_start = np.where(
+        is_reverse,
+        2 * len(strand) - starts[chunk_index] - lengths[chunk_index],
+        starts[chunk_index],
+    )
+    shift = frame_index % 3
+    slice_start = chunk_start + shift
+    slice_end = chunk_start + np.minimum(shift + 3 * protein_length + 1, lengths[chunk_index])
+    return [
+        KeptFrame(
+            chunks[c].id + FRAME_NAMES[f], record_ids[c], both[a:b], letters[end - size : end]
+        )
+        for c, f, a, b, size, end in zip(
             chunk_index.tolist(),
             frame_index.tolist(),
-            kept_starts.tolist(),
-            protein_ends.tolist(),
-            protein_lengths.tolist(),
+            slice_start.tolist(),
+            slice_end.tolist(),
+            protein_length.tolist(),
+            protein_end.tolist(),
             strict=True,
         )
-    ):
-        chunk = chunks[chunk_i]
-        frames.append(
-            KeptFrame(
-                id=chunk.id + FRAME_NAMES[frame_i],
-                record_id=record_ids[chunk_i],
-                nucleotide=strands[start : min(start + 3 * size + 1, chunk_ends[i])],
-                protein=letters[end - size : end],
-            )
-        )
-    return frames
+        if size  # a frame of only untranslatable codons is empty: not kept
+    ]
