@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 CHUNK_SIZES = (300, 500)
 
 
-@dataclass(frozen=True, slots=True)
-class Chunk:
+class Chunk(NamedTuple):
     id: str
     start: int  # 0-based offset in the record
     sequence: str
@@ -36,7 +34,9 @@ def chunk_starts(length: int, size: int) -> list[int]:
     return starts
 
 
-def chunk_record(record_id: str, sequence: str, size: int) -> Iterator[Chunk]:
+def chunk_record(record_id: str, sequence: str, size: int) -> list[Chunk]:
     """Chunks `<id>_chunk_<n>` (n from 1), letter case kept."""
-    for number, start in enumerate(chunk_starts(len(sequence), size), start=1):
-        yield Chunk(f"{record_id}_chunk_{number}", start, sequence[start : start + size])
+    return [
+        Chunk(f"{record_id}_chunk_{number}", start, sequence[start : start + size])
+        for number, start in enumerate(chunk_starts(len(sequence), size), start=1)
+    ]

@@ -8,7 +8,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from ..errors import InputError
 
@@ -19,8 +19,7 @@ _NUCLEOTIDE_CODES = b"ACGTURYSWKMBDHVNacgturyswkmbdhvn"
 _NOT_NUCLEOTIDE = re.compile(rb"[^" + _NUCLEOTIDE_CODES + rb"]")
 
 
-@dataclass(frozen=True, slots=True)
-class FastaRecord:
+class FastaRecord(NamedTuple):
     id: str
     sequence: str
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import multiprocessing
+import operator
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 from ..errors import UserError
 from ..files import atomic_write
@@ -31,8 +33,7 @@ PARALLEL_BLOCK_BYTES = 1 << 18
 WRAP = 60  # Biopython's FASTA line width, used by the original for the chunk file
 
 
-@dataclass(frozen=True, slots=True)
-class RecordInfo:
+class RecordInfo(NamedTuple):
     id: str
     length: int
     chunks: int
@@ -93,7 +94,7 @@ def prepare_block(records: Sequence[FastaRecord], chunk_size: int) -> PreparedBl
     """Chunks and kept frames of whole records, computed together for speed."""
     block, record_ids = PreparedBlock(), []
     for record in records:
-        chunks = list(chunk_record(record.id, record.sequence, chunk_size))
+        chunks = chunk_record(record.id, record.sequence, chunk_size)
         block.records.append(RecordInfo(record.id, len(record.sequence), len(chunks)))
         block.chunks.extend(chunks)
         record_ids.extend([record.id] * len(chunks))
@@ -110,8 +111,17 @@ def prepared_blocks(
         yield prepare_block(batch, chunk_size)
 
 
+@functools.cache
+def _line_slices(length: int) -> Callable[[str], tuple[str, ...]]:
+    """Cuts a sequence of `length` into its 60-column lines in one call: most chunks share a
+    length, and this is the chunk file's hot loop. The trailing empty slice makes the result
+    a tuple even for a single line."""
+    lines = (slice(i, i + WRAP) for i in range(0, length, WRAP))
+    return operator.itemgetter(*lines, slice(0, 0))
+
+
 def _wrapped(sequence: str) -> str:
-    return "\n".join([sequence[i : i + WRAP] for i in range(0, len(sequence), WRAP)])
+    return "\n".join(_line_slices(len(sequence))(sequence)[:-1])
 
 
 def chunk_text(chunks: Iterable[Chunk]) -> str:
@@ -128,9 +138,11 @@ def frame_texts(frames: Sequence[KeptFrame]) -> tuple[str, str]:
 
 @dataclass(frozen=True, slots=True)
 class _BlockOutput:
-    chunks: str
-    nucleotide: str
-    protein: str
+    """Encoded by the worker: bytes cross the process boundary without re-encoding."""
+
+    chunks: bytes
+    nucleotide: bytes
+    protein: bytes
     counts: tuple[int, int, int, int]  # records, bases, chunks, frames
     record_ids: list[str]
     first_record: int
@@ -142,8 +154,14 @@ def _block_output(raw: RawBlock, path: Path, chunk_size: int) -> _BlockOutput:
     bases = sum(info.length for info in block.records)
     counts = (len(block.records), bases, len(block.chunks), len(block.frames))
     ids = [info.id for info in block.records]
+    nucleotide, protein = frame_texts(block.frames)
     return _BlockOutput(
-        chunk_text(block.chunks), *frame_texts(block.frames), counts, ids, raw.first_record
+        chunk_text(block.chunks).encode(),
+        nucleotide.encode(),
+        protein.encode(),
+        counts,
+        ids,
+        raw.first_record,
     )
 
 
@@ -162,7 +180,7 @@ def _in_order(pool: Executor, work: Callable, items: Iterable, ahead: int) -> It
 def _block_outputs(path: Path, chunk_size: int, workers: int) -> Iterator[_BlockOutput]:
     """Each raw block of the file prepared, in order; duplicate ids are checked here, across
     blocks, as the outputs come back."""
-    work = partial(_block_output, path=path, chunk_size=chunk_size)
+    work = functools.partial(_block_output, path=path, chunk_size=chunk_size)
     unique = UniqueIds(path)
     with contextlib.ExitStack() as stack:
         if workers <= 1:
@@ -203,9 +221,9 @@ def prepare(
     except OSError as error:
         raise UserError(f"{out_dir}: cannot create the output directory ({error})") from None
     with (
-        atomic_write(files.chunks) as chunk_out,
-        atomic_write(files.nucleotide) as nucleotide_out,
-        atomic_write(files.protein) as protein_out,
+        atomic_write(files.chunks, "wb") as chunk_out,
+        atomic_write(files.nucleotide, "wb") as nucleotide_out,
+        atomic_write(files.protein, "wb") as protein_out,
     ):
         for output in itertools.chain([first], outputs):
             chunk_out.write(output.chunks)

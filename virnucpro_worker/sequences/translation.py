@@ -13,7 +13,7 @@ running sums. Python touches only the kept frames.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -53,8 +53,7 @@ _BASE_CODES = _base_codes()
 _FORWARD_TABLE, _REVERSE_TABLE = _window_tables()
 
 
-@dataclass(frozen=True, slots=True)
-class KeptFrame:
+class KeptFrame(NamedTuple):
     id: str  # chunk id + F1..R3, e.g. contig7_chunk_3R2
     record_id: str
     nucleotide: str
