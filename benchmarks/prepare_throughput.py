@@ -296,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"chunks: {chunks}, kept frames: {frames}")
     print(
-        f"seconds: fastest of {args.repeat} fresh processes; peak RSS: ru_maxrss of the largest process (main or worker), largest run"
+        f"seconds: fastest of {args.repeat} fresh processes; peak RSS: ru_maxrss of the "
+        "largest process (main or worker), largest run"
     )
     baseline = rows[2][2]
     print(
