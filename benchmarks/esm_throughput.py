@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--proteins", type=int, default=6000)
     parser.add_argument("--original-proteins", type=int, default=600)
     parser.add_argument("--reference-proteins", type=int, default=300)
-    parser.add_argument("--budget", type=int, default=16384, help="tokens per pack / batch")
+    parser.add_argument("--budget", type=int, default=65536, help="tokens per pack / batch")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
 
@@ -92,7 +92,7 @@ def main() -> None:
         if dtype == torch.bfloat16:
             for kernel in usable_kernels(device, dtype):
                 for compiled in (False, True):
-                    packed = PackedEsmEncoder(model, settings(dtype), compile_blocks=compiled)
+                    packed = PackedEsmEncoder(model, settings(dtype), compile_layers=compiled)
                     packed.attention, packed.kernel = kernel, kernel.name
                     name = f"flash-varlen bf16 {kernel.name}{' compiled' if compiled else ''}"
                     results.append(measure(name, packed, proteins, reference, warmup))

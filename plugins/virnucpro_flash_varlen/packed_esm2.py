@@ -79,7 +79,7 @@ class PackedLayer(nn.Module):
 class PackedEsm2(nn.Module):
     """fair-esm ESM2 weights (shared, except the fused qkv) run on `Pack`s."""
 
-    def __init__(self, esm: ESM2, compile_blocks: bool = False) -> None:
+    def __init__(self, esm: ESM2, compile_layers: bool = False) -> None:
         super().__init__()
         self.embed_tokens = esm.embed_tokens
         self.embed_scale = esm.embed_scale
@@ -88,10 +88,9 @@ class PackedEsm2(nn.Module):
         self.layers = nn.ModuleList(PackedLayer(layer) for layer in esm.layers)
         self.final_norm = esm.emb_layer_norm_after
         self.head_dim = self.layers[0].head_dim
-        if compile_blocks:
+        if compile_layers:  # fuses the elementwise work around the GEMMs and the kernel call
             for layer in self.layers:
-                layer.project = torch.compile(layer.project, dynamic=True)
-                layer.finish = torch.compile(layer.finish, dynamic=True)
+                layer.forward = torch.compile(layer.forward, dynamic=True)
 
     def embed(self, pack: Pack) -> torch.Tensor:
         x = self.embed_scale * self.embed_tokens(pack.tokens)

@@ -7,7 +7,6 @@ the one the exactness tests exercise. Only the first and the last accept an ALiB
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -15,6 +14,16 @@ import torch
 import torch.nn.functional as F
 
 from .packing import Pack
+
+# Imported here, not inside the kernels, so that torch.compile traces through them.
+try:
+    from flash_attn import flash_attn_varlen_func
+except ImportError:  # the optional `flash` extra
+    flash_attn_varlen_func = None
+try:
+    from torch.nn.attention.varlen import varlen_attn
+except ImportError:  # PyTorch < 2.9
+    varlen_attn = None
 
 HALF_DTYPES = (torch.float16, torch.bfloat16)
 
@@ -29,16 +38,10 @@ class AttentionKernel:
 
 
 def _flash_attn_usable(device: torch.device, dtype: torch.dtype) -> bool:
-    return (
-        device.type == "cuda"
-        and dtype in HALF_DTYPES
-        and importlib.util.find_spec("flash_attn") is not None
-    )
+    return device.type == "cuda" and dtype in HALF_DTYPES and flash_attn_varlen_func is not None
 
 
 def _flash_attn(q, k, v, pack: Pack, scale: float, alibi_slopes=None) -> torch.Tensor:
-    from flash_attn import flash_attn_varlen_func
-
     return flash_attn_varlen_func(
         q,
         k,
@@ -53,16 +56,10 @@ def _flash_attn(q, k, v, pack: Pack, scale: float, alibi_slopes=None) -> torch.T
 
 
 def _torch_varlen_usable(device: torch.device, dtype: torch.dtype) -> bool:
-    return (
-        device.type == "cuda"
-        and dtype in HALF_DTYPES
-        and importlib.util.find_spec("torch.nn.attention.varlen") is not None
-    )
+    return device.type == "cuda" and dtype in HALF_DTYPES and varlen_attn is not None
 
 
 def _torch_varlen(q, k, v, pack: Pack, scale: float, alibi_slopes=None) -> torch.Tensor:
-    from torch.nn.attention.varlen import varlen_attn
-
     if alibi_slopes is not None:
         raise ValueError("torch-varlen has no ALiBi bias")
     return varlen_attn(
@@ -70,27 +67,36 @@ def _torch_varlen(q, k, v, pack: Pack, scale: float, alibi_slopes=None) -> torch
     )
 
 
+def _padded_bias(pack: Pack, alibi_slopes: torch.Tensor | None, dtype: torch.dtype):
+    """Additive attention bias [rows, heads or 1, width, width]: -inf on padding keys, plus
+    ALiBi's -slope*|i-j| when given."""
+    width, device = pack.max_seqlen, pack.tokens.device
+    lengths = torch.diff(pack.cu_seqlens).to(device)
+    key_is_padding = torch.arange(width, device=device) >= lengths[:, None]
+    bias = torch.zeros(len(pack.lengths), 1, 1, width, device=device)
+    bias = bias.masked_fill(key_is_padding[:, None, None, :], float("-inf"))
+    if alibi_slopes is not None:
+        position = torch.arange(width, device=device)
+        distance = (position[None, :] - position[:, None]).abs().float()
+        bias = bias - alibi_slopes.float()[None, :, None, None] * distance
+    return bias.to(dtype)
+
+
 def _sdpa_padded(q, k, v, pack: Pack, scale: float, alibi_slopes=None) -> torch.Tensor:
     """Scatter the stream into a padded batch, mask the padding keys, attend, gather back."""
     rows, width = len(pack.lengths), pack.max_seqlen
     heads, head_dim = q.shape[1], q.shape[2]
     index = (pack.sequence_index, pack.positions)
+    key = f"sdpa-padded bias {q.dtype} {'alibi' if alibi_slopes is not None else ''}"
+    bias = pack.cached(key, lambda: _padded_bias(pack, alibi_slopes, q.dtype))
 
     def padded(x: torch.Tensor) -> torch.Tensor:
         out = x.new_zeros(rows, width, heads, head_dim)
         out[index] = x
         return out.transpose(1, 2)
 
-    lengths = torch.diff(pack.cu_seqlens).to(q.device)
-    key_is_padding = torch.arange(width, device=q.device) >= lengths[:, None]
-    bias = torch.zeros(rows, 1, 1, width, device=q.device, dtype=torch.float32)
-    bias = bias.masked_fill(key_is_padding[:, None, None, :], float("-inf"))
-    if alibi_slopes is not None:
-        distance = torch.arange(width, device=q.device)
-        distance = (distance[None, :] - distance[:, None]).abs().float()
-        bias = bias - alibi_slopes.float()[None, :, None, None] * distance
     attended = F.scaled_dot_product_attention(
-        padded(q), padded(k), padded(v), attn_mask=bias.to(q.dtype), scale=scale
+        padded(q), padded(k), padded(v), attn_mask=bias, scale=scale
     )
     return attended.transpose(1, 2)[index]
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,10 +21,13 @@ class Pack:
     positions: torch.Tensor  # [T] int64: position inside its own sequence
     sequence_index: torch.Tensor  # [T] int64: row of the sequence the token belongs to
     max_seqlen: int
+    # Tensors derived from the layout (masks, biases), computed once and shared by all layers.
+    derived: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
-    @property
-    def total_tokens(self) -> int:
-        return int(self.cu_seqlens[-1])
+    def cached(self, key: str, compute: Callable[[], Any]) -> Any:
+        if key not in self.derived:
+            self.derived[key] = compute()
+        return self.derived[key]
 
     def to(self, device: torch.device) -> Pack:
         """Copy to `device`; from pinned memory the copies overlap with running GPU work."""

@@ -345,6 +345,9 @@ class DnabertEncoder:
         self.kernel = kernel.name
         self._attention = kernel
         model.module.to(device=settings.device, dtype=settings.dtype)
+        if settings.device.type == "cuda":  # fuses the GLU's elementwise work, residual and norm
+            for layer in model.module.encoder.layer:
+                layer.mlp.forward = torch.compile(layer.mlp.forward, dynamic=True)
 
     def embed(self, sequences: Sequence[str]) -> torch.Tensor:
         """Float32 CPU rows [N, hidden] in input order."""
