@@ -51,7 +51,7 @@ class PackedEsmEncoder:
         self.kernel = self.attention.name
         self.tokenize = ProteinTokenizer(model.alphabet)
         if compile_layers is None:
-            compile_layers = settings.device.type == "cuda"
+            compile_layers = settings.device.type == "cuda" and self.attention.traceable
         self.network = PackedEsm2(model.module, compile_layers=compile_layers)
         self.dim = model.module.embed_dim
 

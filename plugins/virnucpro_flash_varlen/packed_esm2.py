@@ -63,17 +63,18 @@ class PackedLayer(nn.Module):
         self.final_norm = layer.final_layer_norm
         self.fc1, self.fc2 = layer.fc1, layer.fc2
 
-    def project(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+    def forward(
+        self, x, mlp_output, cos, sin, pack: Pack, kernel: AttentionKernel
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(residual stream, this layer's MLP output). The previous layer's MLP output arrives
+        as `mlp_output` and is added here, so that the add fuses with this layer's norm."""
+        if mlp_output is not None:
+            x = x + mlp_output
         q, k, v = self.qkv(self.attention_norm(x)).view(-1, 3, self.heads, self.head_dim).unbind(1)
-        return apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v.contiguous()
-
-    def finish(self, x: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        attended = kernel.attend(q, k, v.contiguous(), pack, scale=1.0)
         x = x + self.out_proj(attended.reshape(x.shape))
-        return x + self.fc2(F.gelu(self.fc1(self.final_norm(x))))  # exact (erf) GELU
-
-    def forward(self, x, cos, sin, pack: Pack, kernel: AttentionKernel) -> torch.Tensor:
-        q, k, v = self.project(x, cos, sin)
-        return self.finish(x, kernel.attend(q, k, v, pack, scale=1.0))
+        return x, self.fc2(F.gelu(self.fc1(self.final_norm(x))))  # exact (erf) GELU
 
 
 class PackedEsm2(nn.Module):
@@ -108,8 +109,8 @@ class PackedEsm2(nn.Module):
 
     def forward(self, pack: Pack, kernel: AttentionKernel) -> torch.Tensor:
         """Last-layer representation [T, embed_dim], after emb_layer_norm_after."""
-        x = self.embed(pack)
+        x, mlp_output = self.embed(pack), None
         cos, sin = rotary_tables(pack.positions, self.head_dim)
         for layer in self.layers:
-            x = layer(x, cos, sin, pack, kernel)
-        return self.final_norm(x)
+            x, mlp_output = layer(x, mlp_output, cos, sin, pack, kernel)
+        return self.final_norm(x + mlp_output)

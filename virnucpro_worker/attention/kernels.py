@@ -35,6 +35,8 @@ class AttentionKernel:
     usable: Callable[[torch.device, torch.dtype], bool]
     attend: Callable[..., torch.Tensor]
     """attend(q, k, v, pack, scale, alibi_slopes=None) -> (T, H, D)"""
+    traceable: bool
+    """torch.compile can trace it once for every pack (no per-pack Python state)"""
 
 
 def _flash_attn_usable(device: torch.device, dtype: torch.dtype) -> bool:
@@ -102,9 +104,9 @@ def _sdpa_padded(q, k, v, pack: Pack, scale: float, alibi_slopes=None) -> torch.
 
 
 KERNELS = (
-    AttentionKernel("flash-attn", True, _flash_attn_usable, _flash_attn),
-    AttentionKernel("torch-varlen", False, _torch_varlen_usable, _torch_varlen),
-    AttentionKernel("sdpa-padded", True, lambda device, dtype: True, _sdpa_padded),
+    AttentionKernel("flash-attn", True, _flash_attn_usable, _flash_attn, traceable=True),
+    AttentionKernel("torch-varlen", False, _torch_varlen_usable, _torch_varlen, traceable=True),
+    AttentionKernel("sdpa-padded", True, lambda device, dtype: True, _sdpa_padded, False),
 )
 
 
