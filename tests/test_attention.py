@@ -74,6 +74,16 @@ def test_small_budget_makes_many_packs_and_keeps_order():
     assert torch.allclose(forward, backward.flip(0), atol=1e-6)
 
 
+@pytest.mark.parametrize("budget", [16384, 65536])
+def test_packs_are_at_least_90_percent_full_on_a_realistic_mix(budget):
+    """Kept frames of 300/500 bp chunks and short reads, plus BOS/EOS."""
+    lengths = [len(p) + 2 for p in random_proteins([166, 165, 100, 99, 50, 23, 133] * 3000)]
+    packs = plan_packs(lengths, budget)
+    fill = [sum(lengths[i] for i in pack) / budget for pack in packs[:-1]]
+    assert len(packs) > 3 and min(fill) >= 0.9
+    assert sorted(i for pack in packs for i in pack) == list(range(len(lengths)))
+
+
 def test_changing_one_sequence_leaves_the_others_unchanged():
     model = esm_model(seed=5)
     proteins = random_proteins([50, 60, 70, 80], seed=6)
