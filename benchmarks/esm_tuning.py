@@ -91,15 +91,20 @@ def main() -> None:
     if args.profile:
         profile(PackedEsmEncoder(model, settings), proteins[:2000])
     if args.autotune:
-        encoder = PackedEsmEncoder(model, settings, compile_layers=False)
-        for layer in encoder.network.layers:
-            layer.forward = torch.compile(
-                layer.forward, dynamic=True, mode="max-autotune-no-cudagraphs"
-            )
-        started = time.perf_counter()
-        encoder.embed(warmup)
-        print(f"  max-autotune compile: {time.perf_counter() - started:.0f} s", flush=True)
-        rows.append(measure("max-autotune", encoder, proteins, reference, warmup))
+        for label, mode, descent in (
+            ("coordinate descent", "default", True),
+            ("max-autotune", "max-autotune-no-cudagraphs", False),
+            ("max-autotune + descent", "max-autotune-no-cudagraphs", True),
+        ):
+            torch._dynamo.reset()
+            torch._inductor.config.coordinate_descent_tuning = descent
+            encoder = PackedEsmEncoder(model, settings, compile_layers=False)
+            for layer in encoder.network.layers:
+                layer.forward = torch.compile(layer.forward, dynamic=True, mode=mode)
+            started = time.perf_counter()
+            encoder.embed(warmup)
+            print(f"  {label} compile: {time.perf_counter() - started:.0f} s", flush=True)
+            rows.append(measure(label, encoder, proteins, reference, warmup))
     for r in rows:
         mfu = r.tokens_per_s * FLOP_PER_TOKEN / (ceiling * 1e12)
         print(

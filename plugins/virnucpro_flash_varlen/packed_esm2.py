@@ -90,8 +90,10 @@ class PackedEsm2(nn.Module):
         self.final_norm = esm.emb_layer_norm_after
         self.head_dim = self.layers[0].head_dim
         if compile_layers:  # fuses the elementwise work around the GEMMs and the kernel call
+            # Tuning the fused kernels' block sizes gave +3.5% on an H200 (benchmarks/).
+            options = {"coordinate_descent_tuning": True}
             for layer in self.layers:
-                layer.forward = torch.compile(layer.forward, dynamic=True)
+                layer.forward = torch.compile(layer.forward, dynamic=True, options=options)
 
     def embed(self, pack: Pack) -> torch.Tensor:
         x = self.embed_scale * self.embed_tokens(pack.tokens)
