@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
+
+from virnucpro_worker.models.demo import ModelPaths, write_demo_models
 
 settings.register_profile(
     "deterministic",
@@ -21,3 +24,9 @@ settings.register_profile(
 )
 settings.register_profile("explore", deadline=None, max_examples=1000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
+
+
+@pytest.fixture(scope="session")
+def demo_models(tmp_path_factory) -> ModelPaths:
+    """The demo models (tiny, random, real file formats), written once per test session."""
+    return write_demo_models(tmp_path_factory.mktemp("demo-models"))

@@ -1,4 +1,4 @@
-"""End-to-end `predict` and `compare-attention` with the demo models, on the conformance inputs."""
+"""End-to-end `predict` and `compare-attention` with the demo_models models, on the conformance inputs."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from virnucpro_worker.models.classifier import (
     load_classifier,
     save_original_pickle,
 )
-from virnucpro_worker.models.demo import ModelPaths, write_demo_models
+from virnucpro_worker.models.demo_models import ModelPaths, write_demo_models
 from virnucpro_worker.pipeline.results import highest_scores_from, read_prediction_results
 
 CONFORMANCE = Path(__file__).parent / "data" / "conformance"
@@ -27,23 +27,18 @@ FIXED = CONFORMANCE / "test_fixed_500bp.fa"
 NO_FRAMES = CONFORMANCE / "test_sequences_small.fa"
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> ModelPaths:
-    return write_demo_models(tmp_path_factory.mktemp("demo"))
-
-
-def model_args(demo: ModelPaths) -> list[str]:
+def model_args(demo_models: ModelPaths) -> list[str]:
     return [
         "--esm",
-        str(demo.esm),
+        str(demo_models.esm),
         "--dnabert",
-        str(demo.dnabert),
+        str(demo_models.dnabert),
         "--classifier",
-        str(demo.classifier),
+        str(demo_models.classifier),
     ]
 
 
-def predict(demo: ModelPaths, fasta: Path, out: Path, *extra: str) -> int:
+def predict(demo_models: ModelPaths, fasta: Path, out: Path, *extra: str) -> int:
     return main(
         [
             "predict",
@@ -53,15 +48,15 @@ def predict(demo: ModelPaths, fasta: Path, out: Path, *extra: str) -> int:
             "--out",
             str(out),
             "--no-progress",
-            *model_args(demo),
+            *model_args(demo_models),
             *extra,
         ]
     )
 
 
 @pytest.mark.parametrize("fasta", [WITH_ORFS, FIXED])
-def test_predict_writes_the_original_files(demo, tmp_path, fasta):
-    assert predict(demo, fasta, tmp_path, "--keep-intermediate") == 0
+def test_predict_writes_the_original_files(demo_models, tmp_path, fasta):
+    assert predict(demo_models, fasta, tmp_path, "--keep-intermediate") == 0
     stem = fasta.name.removesuffix(".fa")
     for name in (
         f"{stem}_chunked500.fa",
@@ -86,12 +81,12 @@ def test_predict_writes_the_original_files(demo, tmp_path, fasta):
     assert highest[1:] == [f"{chunk}\t{call}" for chunk, call in highest_scores_from(rows)]
 
 
-def test_scores_are_the_classifier_applied_to_the_kept_features(demo, tmp_path):
-    assert predict(demo, WITH_ORFS, tmp_path, "--keep-intermediate") == 0
+def test_scores_are_the_classifier_applied_to_the_kept_features(demo_models, tmp_path):
+    assert predict(demo_models, WITH_ORFS, tmp_path, "--keep-intermediate") == 0
     merged = torch.load(tmp_path / "test_with_orfs_merged.pt", weights_only=True)
     rows = read_prediction_results(tmp_path / "prediction_results.txt")
     assert merged["ids"] == [row[0] for row in rows]
-    module = load_classifier(demo.classifier).module
+    module = load_classifier(demo_models.classifier).module
     with torch.no_grad():
         hidden = module.hidden_layer(merged["data"])
         bn = module.bn1
@@ -102,17 +97,17 @@ def test_scores_are_the_classifier_applied_to_the_kept_features(demo, tmp_path):
     assert torch.allclose(by_hand, written, atol=1e-6)
 
 
-def test_run_json_records_what_produced_the_result(demo, tmp_path):
-    assert predict(demo, WITH_ORFS, tmp_path) == 0
+def test_run_json_records_what_produced_the_result(demo_models, tmp_path):
+    assert predict(demo_models, WITH_ORFS, tmp_path) == 0
     run = json.loads((tmp_path / "run.json").read_text())
     assert run["attention_backend"] == "flash-varlen"
     assert run["kernels"] == {"esm2": "sdpa-padded", "dnabert_s": "sdpa-padded"}
     assert run["dtype"] == "fp32" and run["device"] == "cpu"
-    assert run["models"]["esm2"]["sha256"] == sha256_of(demo.esm)
-    assert run["models"]["classifier"]["sha256"] == sha256_of(demo.classifier)
+    assert run["models"]["esm2"]["sha256"] == sha256_of(demo_models.esm)
+    assert run["models"]["classifier"]["sha256"] == sha256_of(demo_models.classifier)
     assert run["models"]["classifier"]["format"] == "original-pickle"
     weights = run["models"]["dnabert_s"]["files"]["model.safetensors"]
-    assert weights == sha256_of(demo.dnabert / "model.safetensors")
+    assert weights == sha256_of(demo_models.dnabert / "model.safetensors")
     assert run["input"]["sha256"] == sha256_of(WITH_ORFS)
     assert run["counts"] == {
         "records": 2,
@@ -126,9 +121,9 @@ def test_run_json_records_what_produced_the_result(demo, tmp_path):
     assert set(run["stage_seconds"]) >= {"prepare", "dnabert_s", "esm2", "classify"}
 
 
-def test_both_backends_give_the_same_predictions_in_fp32(demo, tmp_path):
-    assert predict(demo, FIXED, tmp_path / "flash") == 0
-    assert predict(demo, FIXED, tmp_path / "v1", "--v1-attention") == 0
+def test_both_backends_give_the_same_predictions_in_fp32(demo_models, tmp_path):
+    assert predict(demo_models, FIXED, tmp_path / "flash") == 0
+    assert predict(demo_models, FIXED, tmp_path / "v1", "--v1-attention") == 0
     flash = read_prediction_results(tmp_path / "flash" / "prediction_results.txt")
     v1 = read_prediction_results(tmp_path / "v1" / "prediction_results.txt")
     assert [row[:2] for row in flash] == [row[:2] for row in v1]
@@ -138,8 +133,8 @@ def test_both_backends_give_the_same_predictions_in_fp32(demo, tmp_path):
     assert run["kernels"]["esm2"] == "fair-esm-bmm"
 
 
-def test_no_kept_frame_gives_header_only_results(demo, tmp_path, caplog):
-    assert predict(demo, NO_FRAMES, tmp_path) == 0
+def test_no_kept_frame_gives_header_only_results(demo_models, tmp_path, caplog):
+    assert predict(demo_models, NO_FRAMES, tmp_path) == 0
     assert (tmp_path / "prediction_results.txt").read_text() == (
         "Sequence_ID\tPrediction\tscore1\tscore2\n"
     )
@@ -151,10 +146,10 @@ def test_no_kept_frame_gives_header_only_results(demo, tmp_path, caplog):
     assert "no stop-free frame" in caplog.text
 
 
-def test_bad_input_fails_before_any_result_is_written(demo, tmp_path, capsys):
+def test_bad_input_fails_before_any_result_is_written(demo_models, tmp_path, capsys):
     bad = tmp_path / "bad.fa"
     bad.write_text(">ok\nACGTACGT\n>protein\nMKVLLQE\n")
-    assert predict(demo, bad, tmp_path / "out") == 2
+    assert predict(demo_models, bad, tmp_path / "out") == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert error == [
         f"virnucpro: error: {bad}: record 2 ('protein'): 'L' at position 4 is not "
@@ -163,10 +158,10 @@ def test_bad_input_fails_before_any_result_is_written(demo, tmp_path, capsys):
     assert not (tmp_path / "out" / "prediction_results.txt").exists()
 
 
-def test_classifier_that_does_not_fit_the_encoders_is_refused(demo, tmp_path, capsys):
+def test_classifier_that_does_not_fit_the_encoders_is_refused(demo_models, tmp_path, capsys):
     wrong = tmp_path / "wrong.pth"
     save_original_pickle(MLPClassifier(input_dim=10, hidden_dim=4), wrong)
-    args = [*model_args(demo)[:-1], str(wrong)]
+    args = [*model_args(demo_models)[:-1], str(wrong)]
     code = main(
         ["predict", str(WITH_ORFS), "--chunk-size", "500", "--out", str(tmp_path / "out"), *args]
     )
@@ -185,9 +180,11 @@ def test_demo_models_are_deterministic(tmp_path):
         assert sha256_of(a) == sha256_of(b)
 
 
-def test_compare_attention_reports_agreement(demo, tmp_path, capsys):
+def test_compare_attention_reports_agreement(demo_models, tmp_path, capsys):
     report_path = tmp_path / "report.json"
-    code = main(["compare-attention", str(FIXED), *model_args(demo), "--report", str(report_path)])
+    code = main(
+        ["compare-attention", str(FIXED), *model_args(demo_models), "--report", str(report_path)]
+    )
     assert code == 0
     report = json.loads(report_path.read_text())
     assert report["frames"] == 4
@@ -200,7 +197,7 @@ def test_compare_attention_reports_agreement(demo, tmp_path, capsys):
 
 
 def test_cli_demo_run_in_a_subprocess(tmp_path):
-    """The README's main job: the console entry point with the cached demo models."""
+    """The README's main job: the console entry point with the cached demo_models models."""
     env = {**os.environ, "VIRNUCPRO_CACHE": str(tmp_path / "cache")}
     result = subprocess.run(
         [

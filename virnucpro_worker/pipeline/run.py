@@ -163,7 +163,15 @@ def _score_block(
     return features, scores
 
 
-def _run_record(predictor, input_path, chunk_size, summary, writer, timer, started) -> dict:
+def _run_record(
+    predictor: Predictor,
+    input_path: Path,
+    chunk_size: int,
+    summary: InputSummary,
+    writer: ResultWriter,
+    timer: _Timer,
+    started: str,
+) -> dict:
     record = {
         "tool": "virnucpro-worker",
         "code_version": code_version(),
