@@ -1,4 +1,4 @@
-"""End-to-end `predict` and `compare-attention` with the demo_models models, on the conformance inputs."""
+"""End-to-end `predict` and `compare-attention` with the demo models, on the conformance inputs."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from virnucpro_worker.models.classifier import (
     load_classifier,
     save_original_pickle,
 )
-from virnucpro_worker.models.demo_models import ModelPaths, write_demo_models
+from virnucpro_worker.models.demo import ModelPaths, write_demo_models
 from virnucpro_worker.pipeline.results import highest_scores_from, read_prediction_results
 
 CONFORMANCE = Path(__file__).parent / "data" / "conformance"
@@ -197,7 +197,7 @@ def test_compare_attention_reports_agreement(demo_models, tmp_path, capsys):
 
 
 def test_cli_demo_run_in_a_subprocess(tmp_path):
-    """The README's main job: the console entry point with the cached demo_models models."""
+    """The README's main job: the console entry point with the cached demo models."""
     env = {**os.environ, "VIRNUCPRO_CACHE": str(tmp_path / "cache")}
     result = subprocess.run(
         [
