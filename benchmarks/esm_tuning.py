@@ -4,7 +4,8 @@ Run on the device machine:  PYTHONPATH=.:plugins:benchmarks python benchmarks/es
 - GEMM-only: the four matrix products of every layer at the pack size, nothing else: the most
   any implementation using cuBLAS for them could reach;
 - the shipped path (torch.compile of whole layers, default mode);
-- the same with inductor's max-autotune (Triton GEMMs that can fuse bias and GELU).
+- variants of the inductor options (`--variants`), e.g. max-autotune with Triton's persistent
+  TMA GEMMs, which can fuse the bias and GELU into the GEMM.
 """
 
 from __future__ import annotations
@@ -22,6 +23,22 @@ from virnucpro_v1_bmm import FairEsmEncoder
 from virnucpro_worker.attention.hookspecs import EncoderSettings
 from virnucpro_worker.models.esm2 import Esm2Model
 
+# torch.compile options (inductor config) tried against the shipped setting.
+VARIANTS = {
+    "descent": {"coordinate_descent_tuning": True},
+    "autotune": {"max_autotune": True, "coordinate_descent_tuning": True},
+    "autotune-tma": {
+        "max_autotune": True,
+        "coordinate_descent_tuning": True,
+        "triton.enable_persistent_tma_matmul": True,
+    },
+    "autotune-tma-epilogue": {
+        "max_autotune": True,
+        "max_autotune_gemm_backends": "TRITON",
+        "coordinate_descent_tuning": True,
+        "triton.enable_persistent_tma_matmul": True,
+    },
+}
 SHAPES = [(2560, 7680), (2560, 2560), (2560, 10240), (10240, 2560)]  # qkv, out, fc1, fc2
 
 
@@ -59,7 +76,7 @@ def profile(encoder: PackedEsmEncoder, proteins: list[str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--proteins", type=int, default=6000)
-    parser.add_argument("--autotune", action="store_true", help="also try max-autotune")
+    parser.add_argument("--variants", help=f"comma-separated, from: {', '.join(VARIANTS)}")
     parser.add_argument("--profile", action="store_true", help="print a kernel time profile")
     args = parser.parse_args()
     device = torch.device("cuda")
@@ -90,21 +107,15 @@ def main() -> None:
     ]
     if args.profile:
         profile(PackedEsmEncoder(model, settings), proteins[:2000])
-    if args.autotune:
-        for label, mode, descent in (
-            ("coordinate descent", "default", True),
-            ("max-autotune", "max-autotune-no-cudagraphs", False),
-            ("max-autotune + descent", "max-autotune-no-cudagraphs", True),
-        ):
-            torch._dynamo.reset()
-            torch._inductor.config.coordinate_descent_tuning = descent
-            encoder = PackedEsmEncoder(model, settings, compile_layers=False)
-            for layer in encoder.network.layers:
-                layer.forward = torch.compile(layer.forward, dynamic=True, mode=mode)
-            started = time.perf_counter()
-            encoder.embed(warmup)
-            print(f"  {label} compile: {time.perf_counter() - started:.0f} s", flush=True)
-            rows.append(measure(label, encoder, proteins, reference, warmup))
+    for name in args.variants.split(",") if args.variants else []:
+        torch._dynamo.reset()
+        encoder = PackedEsmEncoder(model, settings, compile_layers=False)
+        for layer in encoder.network.layers:
+            layer.forward = torch.compile(layer.forward, dynamic=True, options=VARIANTS[name])
+        started = time.perf_counter()
+        encoder.embed(warmup)
+        print(f"  {name} compile: {time.perf_counter() - started:.0f} s", flush=True)
+        rows.append(measure(name, encoder, proteins, reference, warmup))
     for r in rows:
         mfu = r.tokens_per_s * FLOP_PER_TOKEN / (ceiling * 1e12)
         print(
