@@ -148,7 +148,7 @@ class EchoBackend:
     description = "a third-party test backend"
 
     def kernels(self, device, dtype):
-        return ["echo"]
+        return ("echo", "echo")
 
     def protein_encoder(self, model, settings):
         raise NotImplementedError
@@ -183,7 +183,7 @@ def test_third_party_backend_through_an_entry_point(tmp_path, monkeypatch):
     install_plugin(tmp_path, monkeypatch, "echo_backend_plugin", "echo")
     backends = available_backends()
     assert {"echo", "flash-varlen", "v1-bmm"} <= set(backends)
-    assert get_backend("echo", backends).kernels(CPU, torch.float32) == ["echo"]
+    assert get_backend("echo", backends).kernels(CPU, torch.float32) == ("echo", "echo")
 
 
 def test_duplicate_backend_names_are_rejected(tmp_path, monkeypatch):

@@ -78,11 +78,11 @@ class FlashVarlenBackend:
     name = "flash-varlen"
     description = "packed sequences (cu_seqlens) through FlashAttention varlen kernels"
 
-    def kernels(self, device: torch.device, dtype: torch.dtype) -> list[str]:
-        return [
+    def kernels(self, device: torch.device, dtype: torch.dtype) -> tuple[str, str]:
+        return (
             select_kernel(device, dtype).name,
             select_kernel(device, dtype, needs_alibi=True).name,
-        ]
+        )
 
     def protein_encoder(self, model: Esm2Model, settings: EncoderSettings) -> PackedEsmEncoder:
         return PackedEsmEncoder(model, settings)

@@ -55,7 +55,7 @@ class V1BmmBackend:
     name = "v1-bmm"
     description = "fair-esm's standard ESM-2 attention on padded batches (reference path)"
 
-    def kernels(self, device: torch.device, dtype: torch.dtype) -> list[str]:
+    def kernels(self, device: torch.device, dtype: torch.dtype) -> tuple[str, str]:
         return [KERNEL, select_kernel(device, dtype, needs_alibi=True, name="sdpa-padded").name]
 
     def protein_encoder(self, model: Esm2Model, settings: EncoderSettings) -> FairEsmEncoder:

@@ -38,8 +38,8 @@ class AttentionBackend(Protocol):
     name: str
     description: str
 
-    def kernels(self, device: torch.device, dtype: torch.dtype) -> list[str]:
-        """Names of the attention kernels this backend would use on `device` in `dtype`."""
+    def kernels(self, device: torch.device, dtype: torch.dtype) -> tuple[str, str]:
+        """The attention kernels it would use on `device` in `dtype`: (ESM-2, DNABERT-S)."""
 
     def protein_encoder(self, model: Esm2Model, settings: EncoderSettings) -> Encoder: ...
 

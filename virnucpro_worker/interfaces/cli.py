@@ -123,9 +123,12 @@ def _backends(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
-    print(f"kernels usable on {device} in {dtype_name(dtype)} (ESM-2, DNABERT-S):")
+    print(
+        f"attention backends, with the kernels they would use on {device} in {dtype_name(dtype)}:"
+    )
     for name, backend in sorted(available_backends().items()):
-        print(f"  {name:14} {', '.join(backend.kernels(device, dtype)):28} {backend.description}")
+        esm, dnabert = backend.kernels(device, dtype)
+        print(f"  {name:14} ESM-2: {esm:14} DNABERT-S: {dnabert:14} {backend.description}")
     return 0
 
 
