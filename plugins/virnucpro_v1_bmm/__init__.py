@@ -56,7 +56,7 @@ class V1BmmBackend:
     description = "fair-esm's standard ESM-2 attention on padded batches (reference path)"
 
     def kernels(self, device: torch.device, dtype: torch.dtype) -> tuple[str, str]:
-        return [KERNEL, select_kernel(device, dtype, needs_alibi=True, name="sdpa-padded").name]
+        return KERNEL, select_kernel(device, dtype, needs_alibi=True, name="sdpa-padded").name
 
     def protein_encoder(self, model: Esm2Model, settings: EncoderSettings) -> FairEsmEncoder:
         return FairEsmEncoder(model, settings)
