@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..files import atomic_write, sha256_of
@@ -62,20 +64,25 @@ class _Timer:
 
 
 class _Intermediates(contextlib.ExitStack):
-    """The original tool's intermediate files, kept on request (--keep-intermediate)."""
+    """The original tool's intermediate files, kept on request (--keep-intermediate).
+
+    Features go to a raw float32 file as blocks arrive; `STEM_merged.pt` is written from a
+    memory map of it at the end, so memory does not grow with the number of frames.
+    """
 
     def __init__(self, out_dir: Path, stem: str, chunk_size: int) -> None:
         super().__init__()
         self.files = PreparedFiles.in_dir(out_dir, stem, chunk_size)
         self.merged = out_dir / f"{stem}_merged.pt"
         self.ids: list[str] = []
-        self.features: list[torch.Tensor] = []
+        self.width = 0
 
     def __enter__(self) -> _Intermediates:
         super().__enter__()
         self.chunks = self.enter_context(atomic_write(self.files.chunks))
         self.nucleotide = self.enter_context(atomic_write(self.files.nucleotide))
         self.protein = self.enter_context(atomic_write(self.files.protein))
+        self.features = self.enter_context(tempfile.TemporaryFile(dir=self.merged.parent))
         return self
 
     def __exit__(self, *exc_info) -> bool:
@@ -89,11 +96,18 @@ class _Intermediates(contextlib.ExitStack):
         self.nucleotide.write(nucleotide)
         self.protein.write(protein)
         self.ids.extend(frame.id for frame in block.frames)
-        self.features.append(features)
+        self.width = features.shape[1]
+        self.features.write(features.float().contiguous().numpy().tobytes())
 
     def _save_merged(self) -> None:
-        data = torch.cat(self.features)  # the original's layout: {'ids': [...], 'data': [N, D]}
-        with atomic_write(self.merged, "wb") as handle:
+        self.features.flush()
+        shape = (len(self.ids), self.width)
+        data = (
+            torch.from_numpy(np.memmap(self.features, np.float32, "c", shape=shape))
+            if self.ids
+            else torch.empty(shape)
+        )
+        with atomic_write(self.merged, "wb") as handle:  # the original's {'ids', 'data'} layout
             torch.save({"ids": self.ids, "data": data}, handle)
 
 
