@@ -8,13 +8,15 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import __version__
 from ..config import load_config
 from ..errors import UserError
 from ..sequences.chunking import CHUNK_SIZES
 
-log = logging.getLogger("virnucpro")
+if TYPE_CHECKING:  # the heavy modules load only when a command needs them
+    from ..pipeline.predictor import ModelChoice
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -30,7 +32,7 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_choice(args: argparse.Namespace):
+def _model_choice(args: argparse.Namespace) -> ModelChoice:
     from ..attention.registry import choose_backend_name
     from ..models.demo import cached_demo_models
     from ..models.devices import resolve_device, resolve_dtype
