@@ -19,6 +19,7 @@ from virnucpro_worker.models.classifier import (
     save_original_pickle,
 )
 from virnucpro_worker.models.demo import ModelPaths, write_demo_models
+from virnucpro_worker.pipeline.compare import recommendation
 from virnucpro_worker.pipeline.results import highest_scores_from, read_prediction_results
 
 CONFORMANCE = Path(__file__).parent / "data" / "conformance"
@@ -228,3 +229,18 @@ def test_backends_command_lists_builtins(capsys):
     assert main(["backends"]) == 0
     out = capsys.readouterr().out
     assert "flash-varlen" in out and "v1-bmm" in out and "sdpa-padded" in out
+
+
+@pytest.mark.parametrize(
+    ("agreement", "advice"),
+    [
+        (100.0, "ACCEPT"),
+        (99.5, "ACCEPT"),
+        (99.0, "VALIDATE on production data"),
+        (95.0, "VALIDATE on production data"),
+        (94.9, "use v1-bmm"),
+        (0.0, "use v1-bmm"),
+    ],
+)
+def test_recommendation_thresholds(agreement, advice):
+    assert recommendation(agreement) == advice

@@ -49,6 +49,12 @@ class Predictor:
         self.protein_encoder = backend.protein_encoder(esm, settings)
         self.nucleotide_encoder = backend.nucleotide_encoder(dnabert, settings)
         self._check_dimensions()
+        log.info(
+            "attention backend %s: ESM-2 through the %s kernel, DNABERT-S through %s",
+            choice.attention,
+            self.protein_encoder.kernel,
+            self.nucleotide_encoder.kernel,
+        )
 
     @classmethod
     def load(cls, choice: ModelChoice) -> Predictor:
