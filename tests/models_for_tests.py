@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import torch
 from esm.model.esm2 import ESM2
+
+from virnucpro_worker.models.demo import ModelPaths
 
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
 
@@ -24,3 +27,18 @@ def random_esm2(layers: int = 2, dim: int = 64, heads: int = 4, seed: int = 0) -
 def random_proteins(lengths: list[int], seed: int = 0) -> list[str]:
     rng = random.Random(seed)
     return ["".join(rng.choice(AMINO_ACIDS) for _ in range(n)) for n in lengths]
+
+
+def model_args(models: ModelPaths) -> list[str]:
+    """The command-line options that select `models` explicitly."""
+    return [
+        "--esm",
+        str(models.esm),
+        "--dnabert",
+        str(models.dnabert),
+        "--classifier",
+        str(models.classifier),
+    ]
+
+
+CONFORMANCE = Path(__file__).parent / "data" / "conformance"

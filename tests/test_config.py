@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+
+from models_for_tests import CONFORMANCE, model_args
 
 from virnucpro_worker.interfaces.cli import main
 
-WITH_ORFS = Path(__file__).parent / "data" / "conformance" / "test_with_orfs.fa"
-
-
-def model_args(demo_models) -> list[str]:
-    return [
-        "--esm",
-        str(demo_models.esm),
-        "--dnabert",
-        str(demo_models.dnabert),
-        "--classifier",
-        str(demo_models.classifier),
-    ]
+WITH_ORFS = CONFORMANCE / "test_with_orfs.fa"
 
 
 def run_predict(out, *extra):

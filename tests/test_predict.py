@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from models_for_tests import CONFORMANCE, model_args
 
 from virnucpro_worker.files import sha256_of
 from virnucpro_worker.interfaces.cli import main
@@ -22,21 +23,9 @@ from virnucpro_worker.models.demo import ModelPaths, write_demo_models
 from virnucpro_worker.pipeline.compare import recommendation
 from virnucpro_worker.pipeline.results import highest_scores_from, read_prediction_results
 
-CONFORMANCE = Path(__file__).parent / "data" / "conformance"
 WITH_ORFS = CONFORMANCE / "test_with_orfs.fa"
 FIXED = CONFORMANCE / "test_fixed_500bp.fa"
 NO_FRAMES = CONFORMANCE / "test_sequences_small.fa"
-
-
-def model_args(demo_models: ModelPaths) -> list[str]:
-    return [
-        "--esm",
-        str(demo_models.esm),
-        "--dnabert",
-        str(demo_models.dnabert),
-        "--classifier",
-        str(demo_models.classifier),
-    ]
 
 
 def predict(demo_models: ModelPaths, fasta: Path, out: Path, *extra: str) -> int:
