@@ -91,14 +91,18 @@ def record_batches(
 
 
 def prepare_block(records: Sequence[FastaRecord], chunk_size: int) -> PreparedBlock:
-    """Chunks and kept frames of whole records, computed together for speed."""
+    """Chunks and kept frames of whole records, computed together for speed (at most
+    BLOCK_BASES of chunks at a time, so that one huge record does not multiply memory)."""
     block, record_ids = PreparedBlock(), []
     for record in records:
         chunks = chunk_record(record.id, record.sequence, chunk_size)
         block.records.append(RecordInfo(record.id, len(record.sequence), len(chunks)))
         block.chunks.extend(chunks)
         record_ids.extend([record.id] * len(chunks))
-    block.frames = kept_frames(block.chunks, record_ids)
+    step = BLOCK_BASES // chunk_size
+    for start in range(0, len(block.chunks), step):
+        end = start + step
+        block.frames.extend(kept_frames(block.chunks[start:end], record_ids[start:end]))
     return block
 
 
