@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import json
+import random
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
 from esm.data import Alphabet
 from esm.model.esm2 import ESM2
-from models_for_tests import random_proteins
+from models_for_tests import model_args, random_proteins
 
 from virnucpro_flash_varlen import PackedEsmEncoder
 from virnucpro_v1_bmm import FairEsmEncoder
 from virnucpro_worker.attention.hookspecs import EncoderSettings
+from virnucpro_worker.attention.kernels import select_kernel
+from virnucpro_worker.interfaces.cli import main
+from virnucpro_worker.models.demo import write_demo_models
+from virnucpro_worker.models.dnabert import (
+    DnabertConfig,
+    DnabertEncoder,
+    DnabertModel,
+    DnabertS,
+    build_demo_dnabert,
+)
 from virnucpro_worker.models.esm2 import Esm2Model
 
 pytestmark = [
@@ -63,3 +77,64 @@ def test_packed_fp32_on_gpu_matches_fair_esm(esm3b, reference):
     assert encoder.kernel == "sdpa-padded"
     cosine = F.cosine_similarity(encoder.embed(proteins).double(), expected.double(), dim=1)
     assert cosine.min() >= 0.99999
+
+
+def random_dnabert_s(dtype: torch.dtype) -> DnabertModel:
+    """DNABERT-S's shape (12 x 768, 12 heads, GLU 3072) with seeded random weights on the GPU,
+    and the demo tokenizer."""
+    _, tokenizer = build_demo_dnabert(0)
+    config = DnabertConfig(
+        vocab_size=tokenizer.get_vocab_size(),
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+    )
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        module = DnabertS(config).eval()
+    return DnabertModel(module.to(dtype), tokenizer, folder=None, files={})
+
+
+def test_dnabert_half_precision_matches_fp32():
+    rng = random.Random(3)
+    slices = ["".join(rng.choices("ACGT", k=n)) for n in [501, 499, 301, 151, 31, 4] * 30]
+    cuda = torch.device("cuda")
+    reference = random_dnabert_s(torch.float32)
+    kernel = select_kernel(cuda, torch.float32, needs_alibi=True)
+    expected = DnabertEncoder(reference, EncoderSettings(cuda, torch.float32, 8192), kernel).embed(
+        slices
+    )
+    half = random_dnabert_s(torch.bfloat16)
+    kernel = select_kernel(cuda, torch.bfloat16, needs_alibi=True)
+    embedded = DnabertEncoder(half, EncoderSettings(cuda, torch.bfloat16, 8192), kernel).embed(
+        slices
+    )
+    cosine = F.cosine_similarity(embedded.double(), expected.double(), dim=1)
+    print(f"DNABERT-S bf16 {kernel.name}: min cosine {cosine.min():.7f}")
+    assert cosine.min() >= 0.999
+
+
+def test_predict_on_the_gpu_with_demo_models(tmp_path):
+    conformance = Path(__file__).parent / "data" / "conformance"
+    demo = write_demo_models(tmp_path / "demo")
+    out = tmp_path / "out"
+    code = main(
+        [
+            "predict",
+            str(conformance / "test_fixed_500bp.fa"),
+            "--chunk-size",
+            "500",
+            "--out",
+            str(out),
+            "--device",
+            "cuda",
+            *model_args(demo),
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["dtype"] == "bf16" and run["device"].startswith("cuda")
+    assert run["kernels"]["esm2"] in ("flash-attn", "torch-varlen")
+    assert len((out / "prediction_results.txt").read_text().splitlines()) == 1 + 4
