@@ -26,7 +26,8 @@ DNABERT_TOKEN_BUDGET = 16384
 
 
 class ProteinTokenizer:
-    """One token per residue with <cls>/<eos> around it, as fair-esm's batch converter does."""
+    """One token per residue with <cls>/<eos> around it, truncated to 1024 residues, as the
+    original's fair-esm batch converter does."""
 
     def __init__(self, alphabet: Alphabet) -> None:
         self.lookup = np.full(256, alphabet.unk_idx, dtype=np.int64)
@@ -44,7 +45,8 @@ class PackedEsmEncoder:
     def __init__(
         self, model: Esm2Model, settings: EncoderSettings, compile_layers: bool | None = None
     ) -> None:
-        """`compile_layers` (default: on CUDA) runs each layer through torch.compile."""
+        """`compile_layers` runs each layer through torch.compile; by default on CUDA when the
+        kernel traces once for every pack."""
         self.settings = settings
         self.token_budget = settings.token_budget or ESM_TOKEN_BUDGET
         self.attention: AttentionKernel = select_kernel(settings.device, settings.dtype)
