@@ -11,6 +11,7 @@ from esm.data import Alphabet
 from models_for_tests import random_esm2, random_proteins
 
 from virnucpro_flash_varlen.packed_esm2 import PackedEsm2
+from virnucpro_v1_bmm import FairEsmEncoder
 from virnucpro_worker.attention.hookspecs import EncoderSettings, hookimpl
 from virnucpro_worker.attention.kernels import select_kernel
 from virnucpro_worker.attention.packing import build_pack, plan_packs
@@ -120,6 +121,23 @@ def test_token_dropout_scaling_matches_fair_esm_per_sequence():
     assert (hidden[42:] - expected[1, :27]).abs().max() < 1e-5
 
 
+def test_half_precision_rotary_tables_are_built_in_fp32():
+    """fair-esm's own bf16 rotary is off by far more than bf16 rounding at long positions;
+    the v1-bmm encoder replaces it with fp32 tables."""
+    model = esm_model(seed=12)
+    rotary = model.module.layers[0].self_attn.rot_emb
+    q, k = torch.randn(2, 4, 1030, 16).unbind(0)
+    expected, _ = rotary(q, k)  # fp32: fair-esm's own tables are exact enough
+    half = esm_model(seed=12)
+    half.module.to(torch.bfloat16)
+    native, _ = half.module.layers[0].self_attn.rot_emb(q.bfloat16(), k.bfloat16())
+    assert (native.float() - expected).abs().max() > 0.1
+    FairEsmEncoder(half, EncoderSettings(CPU, torch.bfloat16))
+    fixed, _ = half.module.layers[0].self_attn.rot_emb(q.bfloat16(), k.bfloat16())
+    assert fixed.dtype == torch.bfloat16
+    assert (fixed.float() - expected).abs().max() < 0.05
+
+
 def test_backend_precedence():
     assert choose_backend_name(environ={}) == "flash-varlen"
     assert choose_backend_name(environ={}, configured="v1-bmm") == "v1-bmm"
@@ -186,9 +204,7 @@ def test_third_party_backend_through_an_entry_point(tmp_path, monkeypatch):
     assert get_backend("echo", backends).kernels(CPU, torch.float32) == ("echo", "echo")
 
 
-def test_duplicate_backend_names_are_rejected(tmp_path, monkeypatch):
-    install_plugin(tmp_path, monkeypatch, "impostor_backend_plugin", "v1-bmm-copy")
-
+def test_duplicate_backend_names_are_rejected():
     class Impostor:
         @hookimpl
         def register_attention_backends(self, register):
@@ -198,3 +214,9 @@ def test_duplicate_backend_names_are_rejected(tmp_path, monkeypatch):
     manager.register(Impostor())
     with pytest.raises(UserError, match="'v1-bmm' is registered twice"):
         collect_backends(manager)
+
+
+def test_an_entry_point_named_like_a_builtin_is_refused(tmp_path, monkeypatch):
+    install_plugin(tmp_path, monkeypatch, "impostor_backend_plugin", "v1-bmm")
+    with pytest.raises(UserError, match=r"entry point 'v1-bmm' .* name of a built-in"):
+        available_backends()

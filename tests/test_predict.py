@@ -182,7 +182,7 @@ def test_compare_attention_reports_agreement(demo_models, tmp_path, capsys):
     assert report["embedding"]["max_abs_diff"] < 1e-5
     assert report["prediction"]["label_agreement_percent"] == 100.0
     assert report["recommendation"] == "ACCEPT"
-    assert len(report["per_sequence"]) == 4
+    assert len(report["per_frame"]) == 4
     assert "recommendation: ACCEPT" in capsys.readouterr().out
 
 
@@ -233,3 +233,29 @@ def test_backends_command_lists_builtins(capsys):
 )
 def test_recommendation_thresholds(agreement, advice):
     assert recommendation(agreement) == advice
+
+
+def test_input_is_checked_before_the_models_load(tmp_path, capsys):
+    bad = tmp_path / "bad.fa"
+    bad.write_text(">p\nMKVLLQE\n")
+    missing = [
+        "--esm",
+        str(tmp_path / "esm2_t2_none.pt"),
+        "--dnabert",
+        str(tmp_path),
+        "--classifier",
+        str(tmp_path / "none.pth"),
+    ]
+    code = main(
+        ["predict", str(bad), "--chunk-size", "500", "--out", str(tmp_path / "o"), *missing]
+    )
+    assert code == 2
+    assert "is not a nucleotide or IUPAC code" in capsys.readouterr().err
+
+
+def test_output_path_that_is_a_file(demo_models, tmp_path, capsys):
+    target = tmp_path / "taken"
+    target.write_text("a file\n")
+    assert predict(demo_models, WITH_ORFS, target) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == f"virnucpro: error: {target}: exists and is not a directory"

@@ -24,10 +24,27 @@ CONSOLE_SCRIPT = Path(sys.executable).with_name("virnucpro")
 
 
 def run_prepare(
-    input_path: Path, out_dir: Path, *, chunk_size: str = "500", command: list[str] = MODULE_CLI
+    input_path: Path,
+    out_dir: Path,
+    *,
+    chunk_size: str = "500",
+    command: list[str] = MODULE_CLI,
+    workers: str = "2",
 ) -> subprocess.CompletedProcess[str]:
+    """The CLI with two worker processes whatever the CPU count, so that inputs of a few Mbp
+    span several blocks (the "after a block" cases rely on it)."""
     return subprocess.run(
-        [*command, "prepare", str(input_path), "--chunk-size", chunk_size, "--out", str(out_dir)],
+        [
+            *command,
+            "prepare",
+            str(input_path),
+            "--chunk-size",
+            chunk_size,
+            "--out",
+            str(out_dir),
+            "--workers",
+            workers,
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -224,3 +241,26 @@ def test_no_kept_frame_gives_empty_frame_files(
     assert (out / f"{stem}_identified_nucleotide.fa").read_bytes() == b""
     assert (out / f"{stem}_identified_protein.faa").read_bytes() == b""
     assert (out / chunk_file).read_bytes().count(b">") == content.count(b">")
+
+
+def test_non_ascii_ids_pass_through_unchanged(tmp_path: Path) -> None:
+    """UTF-8 ids as Biopython reads them (no-break space is not a separator), other bytes
+    kept as they are; the same bytes whatever the number of worker processes."""
+    path = tmp_path / "ids.fa"
+    path.write_bytes(
+        b">s\xc3\xa9q1 d\nATGAAACCC\n>c\xc3\xa0t_1\nATGAAA\n>c\xc3\xa0t_2\nATGAAA\n"
+        b">raw\xff\xfeid\nATGAAA\n"
+    )
+    outputs = []
+    for workers in ("1", "2"):
+        result = run_prepare(path, tmp_path / workers, workers=workers)
+        assert result.returncode == 0, result.stderr
+        outputs.append((tmp_path / workers / "ids_chunked500.fa").read_bytes())
+    assert outputs[0] == outputs[1]
+    headers = [line for line in outputs[0].split(b"\n") if line.startswith(b">")]
+    assert headers == [
+        b">s\xc3\xa9q1_chunk_1",
+        b">c\xc3\xa0t_1_chunk_1",
+        b">c\xc3\xa0t_2_chunk_1",
+        b">raw\xff\xfeid_chunk_1",
+    ]

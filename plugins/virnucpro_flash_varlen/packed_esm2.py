@@ -14,28 +14,9 @@ from torch import nn
 
 from virnucpro_worker.attention.kernels import AttentionKernel
 from virnucpro_worker.attention.packing import Pack
+from virnucpro_worker.models.esm2 import apply_rotary, rotary_tables
 
-ROTARY_BASE = 10000.0
 MASK_RATIO_TRAIN = 0.15 * 0.8  # fair-esm's token-dropout constant, applied even in eval
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    first, second = x.chunk(2, dim=-1)
-    return torch.cat((-second, first), dim=-1)
-
-
-def rotary_tables(positions: torch.Tensor, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin [T, 1, head_dim] in fp32: bf16 tables are badly wrong at long positions."""
-    exponents = torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32)
-    inverse_frequency = 1.0 / (ROTARY_BASE ** (exponents / head_dim))
-    angles = positions.float()[:, None] * inverse_frequency[None, :]
-    angles = torch.cat((angles, angles), dim=-1)[:, None, :]
-    return angles.cos(), angles.sin()
-
-
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    x32 = x.float()
-    return (x32 * cos + _rotate_half(x32) * sin).to(x.dtype)
 
 
 class PackedLayer(nn.Module):
@@ -112,7 +93,7 @@ class PackedEsm2(nn.Module):
     def forward(self, pack: Pack, kernel: AttentionKernel) -> torch.Tensor:
         """Last-layer representation [T, embed_dim], after emb_layer_norm_after."""
         x, mlp_output = self.embed(pack), None
-        cos, sin = rotary_tables(pack.positions, self.head_dim)
+        cos, sin = (table[:, None, :] for table in rotary_tables(pack.positions, self.head_dim))
         for layer in self.layers:
             x, mlp_output = layer(x, mlp_output, cos, sin, pack, kernel)
         return self.final_norm(x + mlp_output)

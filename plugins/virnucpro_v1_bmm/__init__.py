@@ -2,6 +2,8 @@
 
 Batching is the original tool's: fair-esm's length-sorted `get_batch_indices` under a token
 budget (2048 by default, as in the original), `<pad>` padding, truncation at 1024 residues.
+In fp16/bf16 the rotary tables are built in fp32 (fair-esm would build them in half precision,
+which REFERENCE 2.4 shows is badly wrong); in fp32 it is fair-esm unchanged.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from esm.data import FastaBatchedDataset
 from virnucpro_worker.attention.hookspecs import EncoderSettings, hookimpl
 from virnucpro_worker.attention.kernels import select_kernel
 from virnucpro_worker.models.dnabert import DnabertEncoder, DnabertModel
-from virnucpro_worker.models.esm2 import MAX_RESIDUES, Esm2Model
+from virnucpro_worker.models.esm2 import MAX_RESIDUES, Esm2Model, use_fp32_rotary
 
 ORIGINAL_TOKEN_BUDGET = 2048
 DNABERT_TOKEN_BUDGET = 8192
@@ -30,6 +32,8 @@ class FairEsmEncoder:
         self.settings = settings
         self.token_budget = settings.token_budget or ORIGINAL_TOKEN_BUDGET
         self.convert = model.alphabet.get_batch_converter(truncation_seq_length=MAX_RESIDUES)
+        if settings.dtype != torch.float32:
+            use_fp32_rotary(model.module)
 
     @torch.inference_mode()
     def embed(self, sequences: Sequence[str]) -> torch.Tensor:

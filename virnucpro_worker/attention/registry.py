@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from importlib import metadata
+from types import ModuleType
 
 import pluggy
 
@@ -20,14 +22,27 @@ def plugin_manager() -> pluggy.PluginManager:
     import virnucpro_flash_varlen
     import virnucpro_v1_bmm
 
+    builtins = {"flash-varlen": virnucpro_flash_varlen, "v1-bmm": virnucpro_v1_bmm}
     manager = pluggy.PluginManager(PROJECT)
     manager.add_hookspecs(AttentionBackendSpec)
-    # Named like their entry points, so load_setuptools_entrypoints skips them when installed.
-    manager.register(virnucpro_flash_varlen, name="flash-varlen")
-    manager.register(virnucpro_v1_bmm, name="v1-bmm")
+    for name, module in builtins.items():
+        # Named like their own entry points, which load_setuptools_entrypoints then skips.
+        manager.register(module, name=name)
+    _refuse_impostors(builtins)
     manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
     manager.check_pending()
     return manager
+
+
+def _refuse_impostors(builtins: Mapping[str, ModuleType]) -> None:
+    """pluggy would skip, silently, another package's entry point named like a built-in."""
+    for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        builtin = builtins.get(entry_point.name)
+        if builtin is not None and entry_point.value != builtin.__name__:
+            raise UserError(
+                f"attention backend entry point '{entry_point.name}' ({entry_point.value}) "
+                "has the name of a built-in backend"
+            )
 
 
 def collect_backends(manager: pluggy.PluginManager) -> dict[str, AttentionBackend]:
@@ -46,7 +61,9 @@ def available_backends() -> dict[str, AttentionBackend]:
     return collect_backends(plugin_manager())
 
 
-def get_backend(name: str, backends: Mapping[str, AttentionBackend] | None = None):
+def get_backend(
+    name: str, backends: Mapping[str, AttentionBackend] | None = None
+) -> AttentionBackend:
     backends = available_backends() if backends is None else backends
     if name not in backends:
         raise UserError(

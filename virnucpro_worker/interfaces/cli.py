@@ -72,8 +72,9 @@ def _model_choice(args: argparse.Namespace) -> ModelChoice:
 
 def _predict(args: argparse.Namespace) -> int:
     from ..pipeline.predictor import Predictor
-    from ..pipeline.run import predict_file
+    from ..pipeline.run import predict_file, scan_input
 
+    summary = scan_input(args.input)  # bad input fails in seconds, before minutes of loading
     run = predict_file(
         Predictor.load(_model_choice(args)),
         args.input,
@@ -81,6 +82,7 @@ def _predict(args: argparse.Namespace) -> int:
         args.out,
         keep_intermediate=args.keep_intermediate,
         show_progress=not args.no_progress,
+        summary=summary,
     )
     counts = run["counts"]
     print(
@@ -93,8 +95,12 @@ def _predict(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from ..pipeline.compare import VALIDATE_FROM, compare_backends
     from ..pipeline.predictor import Predictor
+    from ..pipeline.run import scan_input
 
     first, second = args.backends
+    if first == second:
+        raise UserError(f"--backends needs two different backends, not {first} twice")
+    scan_input(args.input)
     args.attention, args.v1_attention = first, False
     report = compare_backends(
         Predictor.load(_model_choice(args)), second, args.input, args.chunk_size
@@ -248,6 +254,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as error:
         print(f"virnucpro: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # an output path that cannot be written, a full disk, ...
+        print(f"virnucpro: error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("virnucpro: interrupted", file=sys.stderr)
         return 130

@@ -26,7 +26,6 @@ from ..errors import UserError
 from ..files import atomic_write, sha256_of
 
 SCORE_BATCH_ROWS = 4096  # rows per forward pass: bounded memory whatever the number of frames
-FORMATS = ("original-pickle", "state-dict", "safetensors")
 CPU = torch.device("cpu")
 
 _REQUIRED_KEYS = (
@@ -79,7 +78,7 @@ class ClassifierModel:
     module: MLPClassifier
     path: Path
     sha256: str
-    format: str  # one of FORMATS
+    format: str  # "original-pickle", "state-dict" or "safetensors"
 
 
 def load_classifier(path: Path | str, device: torch.device = CPU) -> ClassifierModel:

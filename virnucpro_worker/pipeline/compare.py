@@ -43,7 +43,8 @@ def compare_backends(
     predictor: Predictor, second_backend: str, input_path: Path, chunk_size: int
 ) -> dict:
     """Embed every kept frame of `input_path` with the predictor's backend and with
-    `second_backend`; classify both with the same nucleotide features."""
+    `second_backend`; classify both with the same nucleotide features. The report's per-frame
+    rows are per kept frame (the unit that is embedded and classified)."""
     choice = predictor.choice
     other = get_backend(second_backend).protein_encoder(
         predictor.esm, EncoderSettings(choice.device, choice.dtype)
@@ -99,7 +100,7 @@ def _report(rows: _Rows, name_a: str, name_b: str, kernel_a: str, kernel_b: str)
             "virus_score_correlation": _correlation(virus_a, virus_b),
         },
         "recommendation": recommendation(agreement),
-        "per_sequence": [
+        "per_frame": [
             {
                 "id": frame_id,
                 "cosine": float(cosine[i]),

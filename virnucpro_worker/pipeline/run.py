@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import UserError
 from ..files import atomic_write, sha256_of
 from ..sequences.fasta import fasta_stem, read_fasta
 from ..sequences.prepare import (
@@ -86,9 +87,15 @@ class _Intermediates(contextlib.ExitStack):
         return self
 
     def __exit__(self, *exc_info) -> bool:
-        if exc_info[0] is None:
+        if exc_info[0] is not None:
+            return super().__exit__(*exc_info)
+        try:
             self._save_merged()
-        return super().__exit__(*exc_info)
+        except BaseException as error:  # unwind the partial files, then report this error
+            if not super().__exit__(type(error), error, error.__traceback__):
+                raise
+            return False
+        return super().__exit__(None, None, None)
 
     def add(self, block: PreparedBlock, features: torch.Tensor) -> None:
         nucleotide, protein = frame_texts(block.frames)
@@ -118,15 +125,21 @@ def predict_file(
     out_dir: Path,
     keep_intermediate: bool = False,
     show_progress: bool = False,
+    summary: InputSummary | None = None,
 ) -> dict:
     """Write prediction_results.txt, prediction_results_highestscore.csv, sequence_summary.tsv
-    and run.json into `out_dir`; return the run.json content."""
+    and run.json into `out_dir`; return the run.json content. `summary` is `scan_input`'s,
+    when the caller checked the input already (before loading the models, as the CLI does)."""
     check_chunk_size(chunk_size)
     started = now()
     timer = _Timer()
-    with timer.stage("validate"):
-        summary = scan_input(input_path)
+    if summary is None:
+        with timer.stage("validate"):
+            summary = scan_input(input_path)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir}: exists and is not a directory")
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "run.json").unlink(missing_ok=True)  # never leave an older run's provenance
     demo = predictor.choice.demo
     if demo:
         log.warning(DEMO_WARNING)

@@ -14,6 +14,8 @@ from ..errors import InputError
 
 FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".fas")
 _READ_SIZE = 1 << 22
+# Ids are UTF-8 text; other bytes survive unchanged to the output files (surrogateescape).
+ID_ENCODING, ID_ERRORS = "utf-8", "surrogateescape"
 # IUPAC nucleotide codes (U included); anything else, e.g. protein letters, is rejected.
 _NUCLEOTIDE_CODES = b"ACGTURYSWKMBDHVNacgturyswkmbdhvn"
 _NOT_NUCLEOTIDE = re.compile(rb"[^" + _NUCLEOTIDE_CODES + rb"]")
@@ -68,31 +70,32 @@ def raw_blocks(path: Path | str, size: int = _READ_SIZE) -> Iterator[RawBlock]:
     `parse_block`."""
     path = Path(path)
     _check_readable(path)
-    pending, started, number = b"", False, 1
+    pending, started, number = bytearray(), False, 1
     try:
         with _open_binary(path) as handle:
             while piece := handle.read(size):
+                searched = max(0, len(pending) - 1)  # only new bytes: linear in record length
                 pending += piece
                 if not started:
-                    pending = pending.lstrip()
+                    del pending[: len(pending) - len(pending.lstrip())]
                     if not pending:
                         continue
                     if not pending.startswith(b">"):
                         raise InputError(
                             f"{path}: not FASTA, the first line does not start with '>'"
                         )
-                    started = True
-                cut = pending.rfind(b"\n>")
+                    started, searched = True, 0
+                cut = pending.rfind(b"\n>", searched)
                 if cut >= 0:
-                    block = RawBlock(pending[: cut + 1], number)
+                    block = RawBlock(bytes(pending[: cut + 1]), number)
                     number += block.text.count(b"\n>") + 1
-                    pending = pending[cut + 1 :]
+                    del pending[: cut + 1]
                     yield block
     except (gzip.BadGzipFile, zlib.error, EOFError) as error:
         raise InputError(f"{path}: corrupt gzip data ({error})") from None
     if not started:
         raise InputError(f"{path}: not FASTA, no '>' header line")
-    yield RawBlock(pending, number)
+    yield RawBlock(bytes(pending), number)
 
 
 def parse_block(block: RawBlock, path: Path) -> list[FastaRecord]:
@@ -103,10 +106,11 @@ def parse_block(block: RawBlock, path: Path) -> list[FastaRecord]:
         header, _, body = entry.partition(b"\n")
         # Line breaks, blank lines, CR of Windows line endings and spaces are not sequence.
         sequence = body.translate(None, b"\r\n ")
-        fields = header.decode("latin-1").split(maxsplit=1)
+        fields = header.split(maxsplit=1)  # ASCII whitespace, as Biopython's record.id
         if not fields:
             raise InputError(f"{path}: record {number} has an empty header")
-        where = f"{path}: record {number} ('{fields[0]}')"
+        record_id = fields[0].decode(ID_ENCODING, ID_ERRORS)
+        where = f"{path}: record {number} ('{record_id}')"
         if not sequence:
             raise InputError(f"{where}: empty sequence")
         if sequence.translate(None, _NUCLEOTIDE_CODES):  # C speed; the regex only to report
@@ -115,7 +119,7 @@ def parse_block(block: RawBlock, path: Path) -> list[FastaRecord]:
                 f"{where}: {bad.group().decode('latin-1')!r} at position {bad.start() + 1} is "
                 "not a nucleotide or IUPAC code (is this a protein FASTA?)"
             )
-        records.append(FastaRecord(fields[0], sequence.decode("ascii")))
+        records.append(FastaRecord(record_id, sequence.decode("ascii")))
     return records
 
 

@@ -19,7 +19,16 @@ from typing import NamedTuple
 from ..errors import UserError
 from ..files import atomic_write
 from .chunking import CHUNK_SIZES, Chunk, chunk_record
-from .fasta import FastaRecord, RawBlock, UniqueIds, fasta_stem, parse_block, raw_blocks
+from .fasta import (
+    ID_ENCODING,
+    ID_ERRORS,
+    FastaRecord,
+    RawBlock,
+    UniqueIds,
+    fasta_stem,
+    parse_block,
+    raw_blocks,
+)
 from .translation import KeptFrame, kept_frames
 
 log = logging.getLogger(__name__)
@@ -159,10 +168,11 @@ def _block_output(raw: RawBlock, path: Path, chunk_size: int) -> _BlockOutput:
     counts = (len(block.records), bases, len(block.chunks), len(block.frames))
     ids = [info.id for info in block.records]
     nucleotide, protein = frame_texts(block.frames)
+    encode = functools.partial(str.encode, encoding=ID_ENCODING, errors=ID_ERRORS)
     return _BlockOutput(
-        chunk_text(block.chunks).encode(),
-        nucleotide.encode(),
-        protein.encode(),
+        encode(chunk_text(block.chunks)),
+        encode(nucleotide),
+        encode(protein),
         counts,
         ids,
         raw.first_record,

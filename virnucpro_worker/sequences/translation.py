@@ -6,8 +6,9 @@ translated span plus one base.
 
 Speed comes from doing the per-base work once per block of chunks with numpy: every window of
 three bases gets one code, looked up in two tables (the codon, and its reverse complement, so the
-reverse strand needs no second pass); stops and untranslatable codons are counted per frame with
-running sums. Python touches only the kept frames.
+reverse strand needs no second pass); stops are counted per frame with one `reduceat` per reading
+phase. Python touches only the stop-free frames (those left empty, all codons untranslatable,
+are dropped there).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ _BASES = "TCAG"  # standard-code order: codon index 16*b1 + 4*b2 + b3
 _AMINO_ACIDS = "FFLLSSSSYY**CC*WLLLLPPPPHHQQRRRRIIIMTTTTNNKKSSRRVVVVAAAADDEEGGGG"
 _OTHER = 4  # base code of any letter outside ACGT: its codons are dropped
 _STOP = ord("*")
-_COMPLEMENT = str.maketrans("ACGTacgt", "TGCAtgca")
 _COMPLEMENT_BYTES = bytes.maketrans(b"ACGTacgt", b"TGCAtgca")
 
 
@@ -58,11 +58,6 @@ class KeptFrame(NamedTuple):
     record_id: str
     nucleotide: str
     protein: str
-
-
-def reverse_complement(sequence: str) -> str:
-    """Complement ACGT/acgt only (other letters are kept), then reverse: the original's rule."""
-    return sequence.translate(_COMPLEMENT)[::-1]
 
 
 def _window_amino_acids(strand: str) -> tuple[np.ndarray, np.ndarray]:
