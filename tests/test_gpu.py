@@ -71,6 +71,18 @@ def test_flash_varlen_half_precision_matches_fp32(esm3b, reference, dtype):
     assert cosine.min() >= 0.9999
 
 
+def test_v1_bmm_half_precision_matches_fp32_on_long_proteins(esm3b):
+    """fair-esm's padded path in bf16, with its rotary tables built in fp32, up to 1024+."""
+    proteins = random_proteins([1100, 1024, 700, 166, 100, 37], seed=4)
+    cuda = torch.device("cuda")
+    expected = FairEsmEncoder(esm3b, EncoderSettings(cuda, torch.float32, 4096)).embed(proteins)
+    half = random_esm3b(torch.bfloat16)
+    embedded = FairEsmEncoder(half, EncoderSettings(cuda, torch.bfloat16, 4096)).embed(proteins)
+    cosine = F.cosine_similarity(embedded.double(), expected.double(), dim=1)
+    print(f"v1-bmm bf16: min cosine {cosine.min():.7f}")
+    assert cosine.min() >= 0.9999
+
+
 def test_packed_fp32_on_gpu_matches_fair_esm(esm3b, reference):
     proteins, expected = reference
     encoder = PackedEsmEncoder(esm3b, EncoderSettings(torch.device("cuda"), torch.float32))

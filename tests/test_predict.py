@@ -20,6 +20,7 @@ from virnucpro_worker.models.classifier import (
     save_original_pickle,
 )
 from virnucpro_worker.models.demo import ModelPaths, write_demo_models
+from virnucpro_worker.pipeline import run as run_module
 from virnucpro_worker.pipeline.compare import recommendation
 from virnucpro_worker.pipeline.results import highest_scores_from, read_prediction_results
 
@@ -259,3 +260,16 @@ def test_output_path_that_is_a_file(demo_models, tmp_path, capsys):
     assert predict(demo_models, WITH_ORFS, target) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line == f"virnucpro: error: {target}: exists and is not a directory"
+
+
+def test_frames_embedded_in_steps_give_the_same_results(demo_models, tmp_path, monkeypatch):
+    """A block (whole records) is embedded a few frames at a time, so one long contig never
+    holds all its features at once; the results must not depend on the step."""
+    assert predict(demo_models, FIXED, tmp_path / "whole", "--keep-intermediate") == 0
+    monkeypatch.setattr(run_module, "FRAMES_PER_STEP", 1)
+    assert predict(demo_models, FIXED, tmp_path / "steps", "--keep-intermediate") == 0
+    for name in ("prediction_results.txt", "sequence_summary.tsv"):
+        assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "steps" / name).read_bytes()
+    whole = torch.load(tmp_path / "whole" / "test_fixed_500bp_merged.pt", weights_only=True)
+    steps = torch.load(tmp_path / "steps" / "test_fixed_500bp_merged.pt", weights_only=True)
+    assert whole["ids"] == steps["ids"] and torch.allclose(whole["data"], steps["data"], atol=1e-6)

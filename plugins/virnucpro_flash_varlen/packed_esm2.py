@@ -45,7 +45,13 @@ class PackedLayer(nn.Module):
         self.fc1, self.fc2 = layer.fc1, layer.fc2
 
     def forward(
-        self, x, mlp_output, cos, sin, pack: Pack, kernel: AttentionKernel
+        self,
+        x: torch.Tensor,
+        mlp_output: torch.Tensor | None,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        pack: Pack,
+        kernel: AttentionKernel,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(residual stream, this layer's MLP output). The previous layer's MLP output arrives
         as `mlp_output` and is added here, so that the add fuses with this layer's norm."""

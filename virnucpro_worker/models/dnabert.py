@@ -347,7 +347,8 @@ class DnabertEncoder:
         model.module.to(device=settings.device, dtype=settings.dtype)
         if settings.device.type == "cuda":  # fuses the GLU's elementwise work, residual and norm
             for layer in model.module.encoder.layer:
-                layer.mlp.forward = torch.compile(layer.mlp.forward, dynamic=True)
+                if "forward" not in vars(layer.mlp):  # once per model, however many encoders
+                    layer.mlp.forward = torch.compile(layer.mlp.forward, dynamic=True)
 
     def embed(self, sequences: Sequence[str]) -> torch.Tensor:
         """Float32 CPU rows [N, hidden] in input order."""

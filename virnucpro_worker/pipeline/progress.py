@@ -7,7 +7,14 @@ import sys
 from collections.abc import Iterator
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 
 class _Silent:
@@ -16,7 +23,7 @@ class _Silent:
 
 
 class _Bar:
-    def __init__(self, progress: Progress, task) -> None:
+    def __init__(self, progress: Progress, task: TaskID) -> None:
         self.progress, self.task, self.frames = progress, task, 0
 
     def advance(self, records: int, frames: int) -> None:

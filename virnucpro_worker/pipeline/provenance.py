@@ -13,25 +13,27 @@ import torch
 from .. import __version__
 
 
-def code_version() -> str:
-    """The package version, plus the git commit when running from a checkout."""
-    source = Path(__file__).resolve().parents[2]
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(source), "rev-parse", "--short=12", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return __version__
-    dirty = subprocess.run(
-        ["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
+def _git(source: Path, *arguments: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(source), *arguments],
         capture_output=True,
         text=True,
         timeout=5,
+        check=True,
     ).stdout.strip()
+
+
+def code_version() -> str:
+    """The package version, plus the git commit when the code runs from its own checkout (not
+    from an installed copy that happens to sit inside some other repository)."""
+    source = Path(__file__).resolve().parents[2]
+    try:
+        if Path(_git(source, "rev-parse", "--show-toplevel")).resolve() != source:
+            return __version__
+        commit = _git(source, "rev-parse", "--short=12", "HEAD")
+        dirty = _git(source, "status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return __version__
     return f"{__version__}+g{commit}{'.dirty' if dirty else ''}"
 
 

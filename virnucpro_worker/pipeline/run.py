@@ -8,7 +8,7 @@ import logging
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from ..sequences.prepare import (
     frame_texts,
     prepared_blocks,
 )
+from ..sequences.translation import KeptFrame
 from .background import in_background
 from .predictor import Predictor
 from .progress import progress_bar
@@ -34,6 +35,9 @@ from .results import ResultWriter
 
 log = logging.getLogger(__name__)
 DEMO_WARNING = "DEMO MODELS: these predictions are meaningless (random weights)"
+# Frames embedded per step: a block is whole records, so one long contig can make a block of
+# any size; its features are never all held at once.
+FRAMES_PER_STEP = 16384
 
 
 @dataclass(frozen=True)
@@ -97,12 +101,14 @@ class _Intermediates(contextlib.ExitStack):
             return False
         return super().__exit__(None, None, None)
 
-    def add(self, block: PreparedBlock, features: torch.Tensor) -> None:
+    def add_block(self, block: PreparedBlock) -> None:
         nucleotide, protein = frame_texts(block.frames)
         self.chunks.write(chunk_text(block.chunks))
         self.nucleotide.write(nucleotide)
         self.protein.write(protein)
         self.ids.extend(frame.id for frame in block.frames)
+
+    def add_features(self, features: torch.Tensor) -> None:
         self.width = features.shape[1]
         self.features.write(features.float().contiguous().numpy().tobytes())
 
@@ -152,11 +158,17 @@ def predict_file(
         progress_bar(show_progress, summary.records) as progress,
     ):
         for block in in_background(_timed_blocks(input_path, chunk_size, timer)):
-            features, scores = _score_block(predictor, block, timer)
-            with timer.stage("write"):
-                writer.add(block.records, block.frames, scores)
+            scores = []
+            for start in range(0, max(1, len(block.frames)), FRAMES_PER_STEP):
+                frames = block.frames[start : start + FRAMES_PER_STEP]
+                features, step_scores = _score_frames(predictor, frames, timer)
+                scores.append(step_scores)
                 if intermediates:
-                    intermediates.add(block, features)
+                    intermediates.add_features(features)
+            with timer.stage("write"):
+                writer.add(block.records, block.frames, torch.cat(scores))
+                if intermediates:
+                    intermediates.add_block(block)
             progress.advance(len(block.records), len(block.frames))
     if writer.frames == 0:
         log.warning("%s: no stop-free frame in any chunk; result files are header-only", input_path)
@@ -177,13 +189,13 @@ def _timed_blocks(input_path: Path, chunk_size: int, timer: _Timer) -> Iterator[
         yield block
 
 
-def _score_block(
-    predictor: Predictor, block: PreparedBlock, timer: _Timer
+def _score_frames(
+    predictor: Predictor, frames: Sequence[KeptFrame], timer: _Timer
 ) -> tuple[torch.Tensor, torch.Tensor]:
     with timer.stage("dnabert_s"):
-        nucleotide = predictor.nucleotide_features(block.frames)
+        nucleotide = predictor.nucleotide_features(frames)
     with timer.stage("esm2"):
-        protein = predictor.protein_features(block.frames)
+        protein = predictor.protein_features(frames)
     features = torch.cat([nucleotide, protein], dim=1)  # nucleotide first, as the original
     with timer.stage("classify"):
         scores = predictor.scores(features)

@@ -9,6 +9,8 @@ import logging
 import multiprocessing
 import operator
 import os
+import sys
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -196,11 +198,13 @@ def _block_outputs(path: Path, chunk_size: int, workers: int) -> Iterator[_Block
     blocks, as the outputs come back."""
     work = functools.partial(_block_output, path=path, chunk_size=chunk_size)
     unique = UniqueIds(path)
+    if sys.platform != "linux" or threading.active_count() > 1:
+        workers = 1  # forking is only safe from a single-threaded process on Linux
     with contextlib.ExitStack() as stack:
         if workers <= 1:
             outputs = map(work, raw_blocks(path))
         else:
-            # fork: workers start in milliseconds; the CLI process asking has no threads.
+            # fork: workers start in milliseconds.
             context = multiprocessing.get_context("fork")
             pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=context))
             blocks = raw_blocks(path, PARALLEL_BLOCK_BYTES)
@@ -219,8 +223,9 @@ def prepare(
 ) -> PrepareSummary:
     """Write the three files the original tool writes for `input_path`, byte for byte.
 
-    With `workers` > 1 (Linux), blocks are prepared in that many forked processes while this one
-    reads the input and writes the output in order.
+    With `workers` > 1, blocks are prepared in that many forked processes while this one reads
+    the input and writes the output in order (on Linux, from a process without other threads;
+    otherwise in this process).
     """
     input_path, out_dir = Path(input_path), Path(out_dir)
     check_chunk_size(chunk_size)
