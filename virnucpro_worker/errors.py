@@ -7,3 +7,9 @@ class UserError(Exception):
 
 class InputError(UserError):
     """Invalid input data; the message names the file and, where there is one, the record."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (library errors can span many), or its type."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__

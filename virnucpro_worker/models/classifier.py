@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from safetensors import SafetensorError
 from torch import Tensor, nn
 
-from ..errors import UserError
+from ..errors import UserError, first_line
 from ..files import atomic_write, sha256_of
 
 SCORE_BATCH_ROWS = 4096  # rows per forward pass: bounded memory whatever the number of frames
@@ -108,7 +108,7 @@ def _read_torch_file(path: Path) -> tuple[dict[str, Tensor], str]:
     except pickle.UnpicklingError as error:
         raise UserError(_refusal_message(path, error)) from None
     except Exception as error:  # corrupt archives surface as RuntimeError, EOFError, ...
-        raise UserError(f"{path}: not a readable classifier file ({_first_line(error)})") from None
+        raise UserError(f"{path}: not a readable classifier file ({first_line(error)})") from None
     if isinstance(loaded, MLPClassifier):
         return _module_tensors(loaded, path), "original-pickle"
     if isinstance(loaded, dict):
@@ -124,12 +124,7 @@ def _refusal_message(path: Path, error: pickle.UnpicklingError) -> str:
             "classifier never contains (loading it could run arbitrary code)"
         )
     reason = re.search(r"WeightsUnpickler error: (.*)", str(error))
-    return f"{path}: refused to load: {reason.group(1) if reason else _first_line(error)}"
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    return f"{path}: refused to load: {reason.group(1) if reason else first_line(error)}"
 
 
 def _module_tensors(module: nn.Module, path: Path, prefix: str = "") -> dict[str, Tensor]:
@@ -171,7 +166,7 @@ def _build_classifier(tensors: dict[str, Tensor], path: Path) -> MLPClassifier:
     try:
         module.load_state_dict(tensors)
     except RuntimeError as error:  # mismatched shapes between layers
-        raise UserError(f"{path}: inconsistent classifier weights ({_first_line(error)})") from None
+        raise UserError(f"{path}: inconsistent classifier weights ({first_line(error)})") from None
     return module
 
 

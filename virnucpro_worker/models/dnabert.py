@@ -27,7 +27,7 @@ from torch import nn
 from ..attention.hookspecs import EncoderSettings
 from ..attention.kernels import AttentionKernel
 from ..attention.packing import Pack, build_pack, plan_packs, segment_mean
-from ..errors import UserError
+from ..errors import UserError, first_line
 from ..files import atomic_write, sha256_of
 
 CONFIG_FILE = "config.json"
@@ -268,16 +268,11 @@ def _read_weights(path: Path, folder: Path) -> Mapping[str, object]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (safetensors.SafetensorError, pickle.UnpicklingError, RuntimeError, OSError) as error:
         raise UserError(
-            f"DNABERT-S folder {folder}: cannot read {path.name} ({_first_line(error)})"
+            f"DNABERT-S folder {folder}: cannot read {path.name} ({first_line(error)})"
         ) from error
     if not isinstance(state, Mapping):
         raise UserError(f"DNABERT-S folder {folder}: {path.name} is not a state dict")
     return state
-
-
-def _first_line(error: Exception) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
 
 
 def _model_state(checkpoint: Mapping[str, object], folder: Path) -> dict[str, torch.Tensor]:
@@ -324,7 +319,7 @@ def _read_tokenizer(path: Path, folder: Path) -> tokenizers.Tokenizer:
         tokenizer = tokenizers.Tokenizer.from_file(str(path))
     except Exception as error:  # tokenizers raises a bare Exception for any bad file
         raise UserError(
-            f"DNABERT-S folder {folder}: cannot read {path.name} ({_first_line(error)})"
+            f"DNABERT-S folder {folder}: cannot read {path.name} ({first_line(error)})"
         ) from error
     # The original tokenised one sequence at a time, whole.
     tokenizer.no_truncation()

@@ -19,7 +19,7 @@ import torch
 from esm.data import Alphabet
 from esm.model.esm2 import ESM2
 
-from ..errors import UserError
+from ..errors import UserError, first_line
 from ..files import sha256_of
 
 log = logging.getLogger(__name__)
@@ -71,8 +71,7 @@ def _read_checkpoint(path: Path) -> Mapping[str, Any]:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-        raise UserError(f"{path}: not a loadable ESM-2 checkpoint ({first_line})") from None
+        raise UserError(f"{path}: not a loadable ESM-2 checkpoint ({first_line(error)})") from None
 
 
 def _config_value(config: Any, key: str) -> Any:
