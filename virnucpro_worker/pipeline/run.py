@@ -149,6 +149,7 @@ def predict_file(
     demo = predictor.choice.demo
     if demo:
         log.warning(DEMO_WARNING)
+    _warn_on_size_mismatch(predictor.classifier.path, chunk_size)
     intermediates = (
         _Intermediates(out_dir, fasta_stem(input_path), chunk_size) if keep_intermediate else None
     )
@@ -177,6 +178,18 @@ def predict_file(
         json.dump(run, handle, indent=2)
         handle.write("\n")
     return run
+
+
+def _warn_on_size_mismatch(classifier: Path, chunk_size: int) -> None:
+    """The published classifiers are named for the chunk size they were trained on."""
+    trained_for = classifier.name.split("_", 1)[0]
+    if trained_for in ("300", "500") and int(trained_for) != chunk_size:
+        log.warning(
+            "%s was trained on %s bp chunks, but --chunk-size is %d",
+            classifier,
+            trained_for,
+            chunk_size,
+        )
 
 
 def _timed_blocks(input_path: Path, chunk_size: int, timer: _Timer) -> Iterator[PreparedBlock]:
