@@ -277,3 +277,23 @@ def test_frames_embedded_in_steps_give_the_same_results(demo_models, tmp_path, m
     whole = torch.load(tmp_path / "whole" / "test_fixed_500bp_merged.pt", weights_only=True)
     steps = torch.load(tmp_path / "steps" / "test_fixed_500bp_merged.pt", weights_only=True)
     assert whole["ids"] == steps["ids"] and torch.allclose(whole["data"], steps["data"], atol=1e-6)
+
+
+def test_a_classifier_named_for_the_other_chunk_size_is_flagged(demo_models, tmp_path, caplog):
+    renamed = tmp_path / "300_model.pth"
+    renamed.write_bytes(demo_models.classifier.read_bytes())
+    args = [*model_args(demo_models)[:-1], str(renamed)]
+    code = main(
+        [
+            "predict",
+            str(WITH_ORFS),
+            "--chunk-size",
+            "500",
+            "--out",
+            str(tmp_path / "o"),
+            "--no-progress",
+            *args,
+        ]
+    )
+    assert code == 0
+    assert "was trained on 300 bp chunks, but --chunk-size is 500" in caplog.text

@@ -149,7 +149,8 @@ def predict_file(
     demo = predictor.choice.demo
     if demo:
         log.warning(DEMO_WARNING)
-    _warn_on_size_mismatch(predictor.classifier.path, chunk_size)
+    else:
+        _warn_on_size_mismatch(predictor.classifier.path, chunk_size)
     intermediates = (
         _Intermediates(out_dir, fasta_stem(input_path), chunk_size) if keep_intermediate else None
     )
