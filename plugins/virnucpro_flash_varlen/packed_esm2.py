@@ -27,18 +27,19 @@ class PackedLayer(nn.Module):
         attention = layer.self_attn
         self.heads = attention.num_heads
         self.head_dim = attention.head_dim
-        scaling = attention.scaling  # folded into the q rows: q = (W x + b) * scaling
-        weight = torch.cat(
-            [attention.q_proj.weight * scaling, attention.k_proj.weight, attention.v_proj.weight]
-        )
-        bias = torch.cat(
-            [attention.q_proj.bias * scaling, attention.k_proj.bias, attention.v_proj.bias]
-        )
-        self.qkv = nn.Linear(
-            weight.shape[1], weight.shape[0], device=weight.device, dtype=weight.dtype
-        )
-        self.qkv.weight = nn.Parameter(weight.detach().clone(), requires_grad=False)
-        self.qkv.bias = nn.Parameter(bias.detach().clone(), requires_grad=False)
+        self.scaling = attention.scaling
+        projections = (attention.q_proj, attention.k_proj, attention.v_proj)
+        weight = torch.cat([projection.weight for projection in projections]).detach()
+        bias = torch.cat([projection.bias for projection in projections]).detach()
+        self.qkv = nn.Linear(weight.shape[1], weight.shape[0], device="meta")
+        self.qkv.weight = nn.Parameter(weight, requires_grad=False)
+        self.qkv.bias = nn.Parameter(bias, requires_grad=False)
+        # fair-esm's own projections become views of the fused weights: one copy in memory.
+        width = attention.embed_dim
+        for index, projection in enumerate(projections):
+            rows = slice(index * width, (index + 1) * width)
+            projection.weight = nn.Parameter(weight[rows], requires_grad=False)
+            projection.bias = nn.Parameter(bias[rows], requires_grad=False)
         self.out_proj = attention.out_proj
         self.attention_norm = layer.self_attn_layer_norm
         self.final_norm = layer.final_layer_norm
@@ -58,6 +59,7 @@ class PackedLayer(nn.Module):
         if mlp_output is not None:
             x = x + mlp_output
         q, k, v = self.qkv(self.attention_norm(x)).view(-1, 3, self.heads, self.head_dim).unbind(1)
+        q = q * self.scaling  # before rotary, as fair-esm: the kernel then runs with scale 1.0
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         attended = kernel.attend(q, k, v.contiguous(), pack, scale=1.0)
         x = x + self.out_proj(attended.reshape(x.shape))
@@ -65,7 +67,7 @@ class PackedLayer(nn.Module):
 
 
 class PackedEsm2(nn.Module):
-    """fair-esm ESM2 weights (shared, except the fused qkv) run on `Pack`s."""
+    """fair-esm ESM2 weights, shared with the fair-esm module, run on `Pack`s."""
 
     def __init__(self, esm: ESM2, compile_layers: bool = False) -> None:
         super().__init__()
