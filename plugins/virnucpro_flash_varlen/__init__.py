@@ -22,7 +22,7 @@ from virnucpro_worker.models.esm2 import MAX_RESIDUES, Esm2Model
 from .packed_esm2 import PackedEsm2
 
 ESM_TOKEN_BUDGET = 65536  # large packs: large GEMMs (measured on an H200, benchmarks/)
-DNABERT_TOKEN_BUDGET = 16384
+DNABERT_TOKEN_BUDGET = 65536  # larger packs: fewer, larger kernels (DNABERT-S is small)
 
 
 class ProteinTokenizer:

@@ -142,8 +142,11 @@ class _Attention(nn.Module):
 
     def forward(self, hidden: torch.Tensor, attend: Attend) -> torch.Tensor:
         qkv = self.self.Wqkv(hidden).unflatten(-1, (3, self.heads, self.head_dim))
-        attended = attend(*qkv.unbind(-3)).flatten(-2)
-        return self.output.LayerNorm(hidden + self.output.dense(attended))
+        return self.finish(hidden, attend(*qkv.unbind(-3)))
+
+    def finish(self, hidden: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
+        """Output projection, residual and norm (one method, so that it compiles as a block)."""
+        return self.output.LayerNorm(hidden + self.output.dense(attended.flatten(-2)))
 
 
 class _GatedMlp(nn.Module):
@@ -340,10 +343,13 @@ class DnabertEncoder:
         self.kernel = kernel.name
         self._attention = kernel
         model.module.to(device=settings.device, dtype=settings.dtype)
-        if settings.device.type == "cuda":  # fuses the GLU's elementwise work, residual and norm
+        if settings.device.type == "cuda":
+            # Fuses the elementwise work around the GEMMs (GLU, residuals, norms): without it
+            # the many small kernels leave DNABERT-S launch-bound. Once per model.
             for layer in model.module.encoder.layer:
-                if "forward" not in vars(layer.mlp):  # once per model, however many encoders
+                if "forward" not in vars(layer.mlp):
                     layer.mlp.forward = torch.compile(layer.mlp.forward, dynamic=True)
+                    layer.attention.finish = torch.compile(layer.attention.finish, dynamic=True)
 
     def embed(self, sequences: Sequence[str]) -> torch.Tensor:
         """Float32 CPU rows [N, hidden] in input order."""
