@@ -25,6 +25,14 @@ ESM_TOKEN_BUDGET = 65536  # large packs: large GEMMs (measured on an H200, bench
 DNABERT_TOKEN_BUDGET = 65536  # larger packs: fewer, larger kernels (DNABERT-S is small)
 
 
+def protein_kernel(device: torch.device, dtype: torch.dtype) -> AttentionKernel:
+    return select_kernel(device, dtype)
+
+
+def nucleotide_kernel(device: torch.device, dtype: torch.dtype) -> AttentionKernel:
+    return select_kernel(device, dtype, needs_alibi=True)  # DNABERT-S attends with ALiBi
+
+
 class ProteinTokenizer:
     """One token per residue with <cls>/<eos> around it, truncated to 1024 residues, as the
     original's fair-esm batch converter does."""
@@ -49,7 +57,7 @@ class PackedEsmEncoder:
         kernel traces once for every pack."""
         self.settings = settings
         self.token_budget = settings.token_budget or ESM_TOKEN_BUDGET
-        self.attention: AttentionKernel = select_kernel(settings.device, settings.dtype)
+        self.attention = protein_kernel(settings.device, settings.dtype)
         self.kernel = self.attention.name
         self.tokenize = ProteinTokenizer(model.alphabet)
         if compile_layers is None:
@@ -81,16 +89,13 @@ class FlashVarlenBackend:
     description = "packed sequences (cu_seqlens) through FlashAttention varlen kernels"
 
     def kernels(self, device: torch.device, dtype: torch.dtype) -> tuple[str, str]:
-        return (
-            select_kernel(device, dtype).name,
-            select_kernel(device, dtype, needs_alibi=True).name,
-        )
+        return protein_kernel(device, dtype).name, nucleotide_kernel(device, dtype).name
 
     def protein_encoder(self, model: Esm2Model, settings: EncoderSettings) -> PackedEsmEncoder:
         return PackedEsmEncoder(model, settings)
 
     def nucleotide_encoder(self, model: DnabertModel, settings: EncoderSettings) -> DnabertEncoder:
-        kernel = select_kernel(settings.device, settings.dtype, needs_alibi=True)
+        kernel = nucleotide_kernel(settings.device, settings.dtype)
         budget = settings.token_budget or DNABERT_TOKEN_BUDGET
         return DnabertEncoder(model, replace(settings, token_budget=budget), kernel)
 

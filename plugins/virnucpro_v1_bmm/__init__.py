@@ -15,13 +15,18 @@ import torch
 from esm.data import FastaBatchedDataset
 
 from virnucpro_worker.attention.hookspecs import EncoderSettings, hookimpl
-from virnucpro_worker.attention.kernels import select_kernel
+from virnucpro_worker.attention.kernels import AttentionKernel, select_kernel
 from virnucpro_worker.models.dnabert import DnabertEncoder, DnabertModel
 from virnucpro_worker.models.esm2 import MAX_RESIDUES, Esm2Model, use_fp32_rotary
 
 ORIGINAL_TOKEN_BUDGET = 2048
 DNABERT_TOKEN_BUDGET = 8192
 KERNEL = "fair-esm-bmm"
+
+
+def nucleotide_kernel(device: torch.device, dtype: torch.dtype) -> AttentionKernel:
+    """The exact padded attention, the reference for DNABERT-S too."""
+    return select_kernel(device, dtype, needs_alibi=True, name="sdpa-padded")
 
 
 class FairEsmEncoder:
@@ -60,13 +65,13 @@ class V1BmmBackend:
     description = "fair-esm's standard ESM-2 attention on padded batches (reference path)"
 
     def kernels(self, device: torch.device, dtype: torch.dtype) -> tuple[str, str]:
-        return KERNEL, select_kernel(device, dtype, needs_alibi=True, name="sdpa-padded").name
+        return KERNEL, nucleotide_kernel(device, dtype).name
 
     def protein_encoder(self, model: Esm2Model, settings: EncoderSettings) -> FairEsmEncoder:
         return FairEsmEncoder(model, settings)
 
     def nucleotide_encoder(self, model: DnabertModel, settings: EncoderSettings) -> DnabertEncoder:
-        kernel = select_kernel(settings.device, settings.dtype, name="sdpa-padded")
+        kernel = nucleotide_kernel(settings.device, settings.dtype)
         budget = settings.token_budget or DNABERT_TOKEN_BUDGET
         return DnabertEncoder(model, replace(settings, token_budget=budget), kernel)
 
