@@ -91,12 +91,10 @@ def main() -> None:
         results.append(measure(f"v1-bmm {label} padded", padded, proteins, reference, warmup))
         if dtype == torch.bfloat16:
             for kernel in usable_kernels(device, dtype):
-                for compiled in (False, True) if kernel.traceable else (False,):
-                    packed = PackedEsmEncoder(model, settings(dtype), compile_layers=compiled)
-                    packed.attention, packed.kernel = kernel, kernel.name
-                    name = f"flash-varlen bf16 {kernel.name}{' compiled' if compiled else ''}"
-                    results.append(measure(name, packed, proteins, reference, warmup))
-                    del packed
+                packed = PackedEsmEncoder(model, settings(dtype), kernel)
+                name = f"flash-varlen bf16 {kernel.name}"
+                results.append(measure(name, packed, proteins, reference, warmup))
+                del packed
         del model, padded
         torch.cuda.empty_cache()
     report(results, ceiling)

@@ -1,11 +1,10 @@
-"""Tuning diagnostics for the flash-varlen ESM-2 path (ESM-2 3B shape, random weights, bf16).
+"""Where the flash-varlen ESM-2 path stands against its bound (ESM-2 3B shape, bf16).
 
 Run on the device machine:  PYTHONPATH=.:plugins:benchmarks python benchmarks/esm_tuning.py
 - GEMM-only: the four matrix products of every layer at the pack size, nothing else: the most
   any implementation using cuBLAS for them could reach;
-- the shipped path (torch.compile of whole layers, default mode);
-- variants of the inductor options (`--variants`), e.g. max-autotune with Triton's persistent
-  TMA GEMMs, which can fuse the bias and GELU into the GEMM.
+- the shipped path, and (`--profile`) where its GPU time goes, by kernel;
+- (`--ablate`) the shipped path without each of its fused kernels, in the same run.
 """
 
 from __future__ import annotations
@@ -18,27 +17,11 @@ from esm.data import Alphabet
 from esm_throughput import FLOP_PER_TOKEN, measure
 from workload import esm2_3b_random, matmul_tflops, random_proteins
 
-from virnucpro_flash_varlen import ESM_TOKEN_BUDGET, PackedEsmEncoder
+from virnucpro_flash_varlen import ESM_TOKEN_BUDGET, PackedEsmEncoder, fused_ops
 from virnucpro_v1_bmm import FairEsmEncoder
 from virnucpro_worker.attention.hookspecs import EncoderSettings
 from virnucpro_worker.models.esm2 import Esm2Model
 
-# torch.compile options (inductor config) tried against the shipped setting.
-VARIANTS = {
-    "descent": {"coordinate_descent_tuning": True},
-    "autotune": {"max_autotune": True, "coordinate_descent_tuning": True},
-    "autotune-tma": {
-        "max_autotune": True,
-        "coordinate_descent_tuning": True,
-        "triton.enable_persistent_tma_matmul": True,
-    },
-    "autotune-tma-epilogue": {
-        "max_autotune": True,
-        "max_autotune_gemm_backends": "TRITON",
-        "coordinate_descent_tuning": True,
-        "triton.enable_persistent_tma_matmul": True,
-    },
-}
 SHAPES = [(2560, 7680), (2560, 2560), (2560, 10240), (10240, 2560)]  # qkv, out, fc1, fc2
 
 
@@ -69,15 +52,15 @@ def profile(encoder: PackedEsmEncoder, proteins: list[str]) -> None:
     with torch_profile(activities=[ProfilerActivity.CUDA]) as prof:
         encoder.embed(proteins)
     print(
-        prof.key_averages().table(sort_by="cuda_time_total", row_limit=18, max_name_column_width=70)
+        prof.key_averages().table(sort_by="cuda_time_total", row_limit=14, max_name_column_width=70)
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--proteins", type=int, default=6000)
-    parser.add_argument("--variants", help=f"comma-separated, from: {', '.join(VARIANTS)}")
     parser.add_argument("--profile", action="store_true", help="print a kernel time profile")
+    parser.add_argument("--ablate", action="store_true", help="also without each fused kernel")
     args = parser.parse_args()
     device = torch.device("cuda")
     ceiling = matmul_tflops(device)
@@ -95,33 +78,37 @@ def main() -> None:
     ).embed(proteins[:300])
     torch.cuda.empty_cache()
     model = Esm2Model(esm2_3b_random(device).to(torch.bfloat16), alphabet, None, "")
-    settings = EncoderSettings(device, torch.bfloat16)
-    rows = [
-        measure(
-            "shipped (compiled layers)",
-            PackedEsmEncoder(model, settings),
-            proteins,
-            reference,
-            warmup,
-        )
-    ]
+    encoder = PackedEsmEncoder(model, EncoderSettings(device, torch.bfloat16))
+    shipped = measure(f"shipped ({encoder.kernel})", encoder, proteins, reference, warmup)
+    mfu = shipped.tokens_per_s * FLOP_PER_TOKEN / (ceiling * 1e12)
+    print(
+        f"{shipped.name}: {shipped.tokens_per_s:,.0f} tokens/s  MFU {mfu:.1%}  "
+        f"{shipped.tokens_per_s / gemm_only:.1%} of GEMM-only  min cos {shipped.min_cosine:.6f}"
+    )
     if args.profile:
-        profile(PackedEsmEncoder(model, settings), proteins[:2000])
-    for name in args.variants.split(",") if args.variants else []:
-        torch._dynamo.reset()
-        encoder = PackedEsmEncoder(model, settings, compile_layers=False)
-        for layer in encoder.network.layers:
-            layer.forward = torch.compile(layer.forward, dynamic=True, options=VARIANTS[name])
-        started = time.perf_counter()
-        encoder.embed(warmup)
-        print(f"  {name} compile: {time.perf_counter() - started:.0f} s", flush=True)
-        rows.append(measure(name, encoder, proteins, reference, warmup))
-    for r in rows:
-        mfu = r.tokens_per_s * FLOP_PER_TOKEN / (ceiling * 1e12)
-        print(
-            f"{r.name:28} {r.tokens_per_s:9,.0f} tokens/s  MFU {mfu:6.1%}  "
-            f"{r.tokens_per_s / gemm_only:6.1%} of GEMM-only  min cos {r.min_cosine:.6f}"
-        )
+        profile(encoder, proteins[:2000])
+    if args.ablate:
+        for name, unfused in ablations():
+            with unfused:
+                row = measure(name, encoder, proteins, reference, warmup)
+            print(f"{name}: {row.tokens_per_s / shipped.tokens_per_s:.3f} of shipped", flush=True)
+
+
+def ablations():
+    """(name, context in which the shipped encoder runs without one of its fused kernels)."""
+    from unittest import mock
+
+    never = mock.patch.object(fused_ops, "_tma_gemm_usable", lambda *args: False)
+    yield "without fused fc1 + GELU", never
+    plain = mock.patch.object(fused_ops, "_triton_fused", unfused_add_norm)
+    yield "without fused add + norm", plain
+
+
+def unfused_add_norm(x, deltas, norm, keep_sum):
+    """Plain PyTorch ops in the stream's dtype: an add per delta, then the norm."""
+    for delta in deltas:
+        x = x + delta
+    return x, norm(x)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@
 Hypothesis runs derandomized by default so that CI runs are reproducible (same examples every
 run, no example database). Set HYPOTHESIS_PROFILE=explore locally to search with fresh random
 examples.
+
+Without a GPU, Triton kernels run in Triton's interpreter on the CPU (set before they are
+imported: the interpreter is chosen when a kernel is defined).
 """
 
 from __future__ import annotations
@@ -10,7 +13,11 @@ from __future__ import annotations
 import os
 
 import pytest
+import torch
 from hypothesis import HealthCheck, settings
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from virnucpro_worker.models.demo import ModelPaths, write_demo_models
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 from esm.model.esm2 import ESM2
+from torch import nn
 
 from virnucpro_worker.models.demo import ModelPaths
 
@@ -42,3 +43,15 @@ def model_args(models: ModelPaths) -> list[str]:
 
 
 CONFORMANCE = Path(__file__).parent / "data" / "conformance"
+
+
+def norm_inputs(width: int, deltas: int, dtype: torch.dtype, device: str = "cpu"):
+    """A LayerNorm with random affine weights, an off-centre input and `deltas` to add."""
+    torch.manual_seed(0)
+    norm = nn.LayerNorm(width)
+    with torch.no_grad():
+        norm.weight.normal_()
+        norm.bias.normal_()
+    x = torch.randn(7, width) * 3 + 1
+    added = [torch.randn(7, width).to(device, dtype) for _ in range(deltas)]
+    return norm.to(device, dtype), x.to(device, dtype), added

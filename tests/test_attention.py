@@ -5,15 +5,25 @@ from __future__ import annotations
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from esm.data import Alphabet
-from models_for_tests import random_esm2, random_proteins
+from models_for_tests import norm_inputs, random_esm2, random_proteins
+from torch import nn
 
+from virnucpro_flash_varlen import PackedEsmEncoder
+from virnucpro_flash_varlen.fused_ops import _triton_fused, _triton_linear_gelu
 from virnucpro_flash_varlen.packed_esm2 import PackedEsm2
 from virnucpro_v1_bmm import FairEsmEncoder
 from virnucpro_worker.attention.hookspecs import EncoderSettings, hookimpl
-from virnucpro_worker.attention.kernels import select_kernel
+from virnucpro_worker.attention.kernels import (
+    KERNELS,
+    AttentionKernel,
+    select_kernel,
+    triton_varlen_attention,
+)
 from virnucpro_worker.attention.packing import build_pack, plan_packs
 from virnucpro_worker.attention.registry import (
     available_backends,
@@ -22,6 +32,7 @@ from virnucpro_worker.attention.registry import (
     get_backend,
     plugin_manager,
 )
+from virnucpro_worker.attention.rotary import rotary_tables
 from virnucpro_worker.errors import UserError
 from virnucpro_worker.models.esm2 import Esm2Model
 
@@ -220,3 +231,72 @@ def test_an_entry_point_named_like_a_builtin_is_refused(tmp_path, monkeypatch):
     install_plugin(tmp_path, monkeypatch, "impostor_backend_plugin", "v1-bmm")
     with pytest.raises(UserError, match=r"entry point 'v1-bmm' .* name of a built-in"):
         available_backends()
+
+
+# The Triton kernel, run by Triton's interpreter on the CPU in fp32 (on a GPU in tests/test_gpu).
+needs_triton = pytest.mark.skipif(
+    triton_varlen_attention is None, reason="Triton has no wheels for this platform"
+)
+
+
+@needs_triton
+@pytest.mark.parametrize("head_dim", [64, 24])
+@pytest.mark.parametrize("rotary", [False, True])
+@pytest.mark.parametrize("alibi", [False, True])
+@pytest.mark.parametrize("longest", [130, 300])  # the short-sequence kernel, the general one
+def test_triton_kernel_equals_exact_attention(head_dim, rotary, alibi, longest):
+    """Strided views of one qkv projection in, rotary (fair-esm: q scaled first) and ALiBi
+    inside the kernel; several query and key blocks per sequence, and 1-token sequences."""
+    lengths, heads = [1, 70, 2, longest, 64, 65], 3
+    pack = build_pack(list(range(len(lengths))), [np.zeros(n, np.int64) for n in lengths])
+    torch.manual_seed(0)
+    q, k, v = torch.randn(sum(lengths), 3, heads, head_dim).unbind(1)
+    options = {
+        "alibi_slopes": torch.rand(heads) if alibi else None,
+        "rotary": rotary_tables(torch.arange(pack.max_seqlen), head_dim) if rotary else None,
+    }
+    exact = select_kernel(CPU, torch.float32, needs_alibi=True, name="sdpa-padded")
+    expected = exact.attend(q, k, v, pack, 0.3, **options)
+    actual = triton_kernel().attend(q, k, v, pack, 0.3, **options)
+    assert torch.allclose(actual, expected, atol=2e-5, rtol=1e-5)
+
+
+@needs_triton
+def test_packed_esm2_with_the_triton_kernel_equals_fair_esm():
+    model = esm_model()
+    proteins = random_proteins(
+        [1, 2, 7, 33, 100, 166, 64, 130, 5], seed=1
+    )  # the interpreter is slow
+    settings = EncoderSettings(CPU, torch.float32, 300)
+    packed = PackedEsmEncoder(model, settings, attention=triton_kernel())
+    actual = packed.embed(proteins)
+    assert torch.allclose(actual, fair_esm_reference(model, proteins), atol=1e-5)
+
+
+def triton_kernel() -> AttentionKernel:
+    return next(kernel for kernel in KERNELS if kernel.name == "triton-varlen")
+
+
+@needs_triton
+@pytest.mark.parametrize("width", [2560, 48])
+@pytest.mark.parametrize("deltas", [0, 1, 2])
+def test_fused_add_layer_norm_equals_pytorch(width, deltas):
+    """In fp32 here: Triton's interpreter truncates when it casts to bf16 (a GPU rounds to
+    nearest), so bf16 is checked in tests/test_gpu.py."""
+    norm, x, added = norm_inputs(width, deltas, torch.float32)
+    summed, normalized = _triton_fused(x, added, norm, keep_sum=True)
+    expected = sum(added, x)
+    assert torch.allclose(summed, expected, rtol=0, atol=1e-6)
+    assert torch.allclose(normalized, norm(expected), rtol=1e-5, atol=1e-5)
+    assert torch.equal(_triton_fused(x, added, norm, keep_sum=False)[1], normalized)
+
+
+@needs_triton
+def test_fused_linear_gelu_equals_pytorch():
+    """Persistent tiles walked by 3 programs, partial tiles at the edges, several k steps."""
+    torch.manual_seed(0)
+    linear = nn.Linear(128, 96).requires_grad_(False)
+    x = torch.randn(200, 128)
+    tile = {"BLOCK_M": 64, "BLOCK_N": 32, "BLOCK_K": 32}
+    actual = _triton_linear_gelu(x, linear, tile, programs=3)
+    assert torch.allclose(actual, F.gelu(linear(x)), rtol=1e-5, atol=1e-5)

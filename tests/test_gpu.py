@@ -11,12 +11,13 @@ import torch
 import torch.nn.functional as F
 from esm.data import Alphabet
 from esm.model.esm2 import ESM2
-from models_for_tests import model_args, random_proteins
+from models_for_tests import model_args, norm_inputs, random_proteins
 
 from virnucpro_flash_varlen import PackedEsmEncoder
+from virnucpro_flash_varlen.fused_ops import linear_gelu, residual_add_layer_norm
 from virnucpro_v1_bmm import FairEsmEncoder
 from virnucpro_worker.attention.hookspecs import EncoderSettings
-from virnucpro_worker.attention.kernels import select_kernel
+from virnucpro_worker.attention.kernels import select_kernel, usable_kernels
 from virnucpro_worker.interfaces.cli import main
 from virnucpro_worker.models.demo import write_demo_models
 from virnucpro_worker.models.dnabert import (
@@ -60,11 +61,21 @@ def test_esm3b_shape(esm3b):
     assert (module.num_layers, module.embed_dim, module.attention_heads) == (36, 2560, 40)
 
 
+VARLEN_KERNELS = ("flash-attn", "triton-varlen", "torch-varlen")
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_flash_varlen_half_precision_matches_fp32(esm3b, reference, dtype):
+@pytest.mark.parametrize("kernel_name", VARLEN_KERNELS)
+def test_flash_varlen_half_precision_matches_fp32(esm3b, reference, dtype, kernel_name):
+    """Each varlen kernel usable here."""
     proteins, expected = reference
-    encoder = PackedEsmEncoder(random_esm3b(dtype), EncoderSettings(torch.device("cuda"), dtype))
-    assert encoder.kernel in ("flash-attn", "torch-varlen")
+    device = torch.device("cuda")
+    usable = [kernel.name for kernel in usable_kernels(device, dtype)]
+    if kernel_name not in usable:
+        pytest.skip(f"{kernel_name} is not installed here (usable: {', '.join(usable)})")
+    kernel = select_kernel(device, dtype, name=kernel_name)
+    settings = EncoderSettings(device, dtype)
+    encoder = PackedEsmEncoder(random_esm3b(dtype), settings, attention=kernel)
     embedded = encoder.embed(proteins)
     cosine = F.cosine_similarity(embedded.double(), expected.double(), dim=1)
     print(f"{dtype} {encoder.kernel}: min cosine {cosine.min():.7f}")
@@ -148,5 +159,29 @@ def test_predict_on_the_gpu_with_demo_models(tmp_path):
     assert code == 0
     run = json.loads((out / "run.json").read_text())
     assert run["dtype"] == "bf16" and run["device"].startswith("cuda")
-    assert run["kernels"]["esm2"] in ("flash-attn", "torch-varlen")
+    assert run["kernels"]["esm2"] == select_kernel(torch.device("cuda"), torch.bfloat16).name
     assert len((out / "prediction_results.txt").read_text().splitlines()) == 1 + 4
+
+
+@pytest.mark.parametrize("deltas", [0, 1, 2])
+def test_fused_add_layer_norm_in_bf16_matches_fp32(deltas):
+    """The sum is rounded once; the norm of the unrounded sum is within a bf16 step of fp32."""
+    norm, x, added = norm_inputs(2560, deltas, torch.bfloat16, "cuda")
+    summed, normalized = residual_add_layer_norm(x, added, norm)
+    exact = sum((delta.float() for delta in added), x.float())
+    assert torch.equal(summed, exact.bfloat16())
+    expected = F.layer_norm(exact, (2560,), norm.weight.float(), norm.bias.float(), norm.eps)
+    assert torch.allclose(normalized.float(), expected, rtol=4e-3, atol=4e-3)
+
+
+def test_fused_linear_gelu_in_bf16_equals_pytorch():
+    """ESM-2 3B's fc1 shape; Triton and cuBLAS sum in different orders, so a few outputs land
+    one bf16 step apart."""
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(2560, 10240).requires_grad_(False).to("cuda", torch.bfloat16)
+    x = torch.randn(1000, 2560, device="cuda", dtype=torch.bfloat16)
+    actual, expected = linear_gelu(x, linear), F.gelu(linear(x))
+    same = (actual == expected).float().mean()
+    print(f"fused fc1 + GELU bf16: {same:.4%} of outputs identical to PyTorch's")
+    assert same > 0.99
+    assert torch.allclose(actual.float(), expected.float(), rtol=8e-3, atol=1e-3)

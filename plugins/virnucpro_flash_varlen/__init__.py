@@ -51,36 +51,39 @@ class ProteinTokenizer:
 
 class PackedEsmEncoder:
     def __init__(
-        self, model: Esm2Model, settings: EncoderSettings, compile_layers: bool | None = None
+        self, model: Esm2Model, settings: EncoderSettings, attention: AttentionKernel | None = None
     ) -> None:
-        """`compile_layers` runs each layer through torch.compile; by default on CUDA when the
-        kernel traces once for every pack."""
+        """`attention`: a kernel other than the preferred one."""
         self.settings = settings
         self.token_budget = settings.token_budget or ESM_TOKEN_BUDGET
-        self.attention = protein_kernel(settings.device, settings.dtype)
+        self.attention = attention or protein_kernel(settings.device, settings.dtype)
         self.kernel = self.attention.name
         self.tokenize = ProteinTokenizer(model.alphabet)
-        if compile_layers is None:
-            compile_layers = settings.device.type == "cuda" and self.attention.traceable
-        self.network = PackedEsm2(model.module, compile_layers=compile_layers)
+        self.network = PackedEsm2(model.module)
         self.dim = model.module.embed_dim
 
     @torch.inference_mode()
     def embed(self, sequences: Sequence[str]) -> torch.Tensor:
-        """No host synchronisation until the single copy back at the end: the CPU packs the next
-        batch while the GPU runs this one."""
+        """The host never waits for the GPU until the end: it tokenizes and packs the next pack
+        while the GPU runs this one, and the means come back by asynchronous copies."""
         device = self.settings.device
-        tokens = [self.tokenize(protein) for protein in sequences]
-        orders, means = [], [torch.empty(0, self.dim, device=device)]
-        for order in plan_packs([len(t) for t in tokens], self.token_budget):
-            pack = build_pack(order, tokens, pin=device.type == "cuda").to(device)
+        on_gpu = device.type == "cuda"
+        lengths = [min(len(protein), MAX_RESIDUES) + 2 for protein in sequences]
+        arrived = torch.empty(len(sequences), self.dim, pin_memory=on_gpu)  # in pack order
+        orders: list[int] = []
+        for order in plan_packs(lengths, self.token_budget):
+            tokens = {index: self.tokenize(sequences[index]) for index in order}
+            pack = build_pack(order, tokens, pin=on_gpu).to(device)
             hidden = self.network(pack, self.attention)
             length = torch.diff(pack.cu_seqlens)[pack.sequence_index]
             residue = (pack.positions > 0) & (pack.positions < length - 1)  # no BOS, no EOS
-            means.append(segment_mean(hidden, pack, residue))
+            rows = arrived[len(orders) : len(orders) + len(order)]
+            rows.copy_(segment_mean(hidden, pack, residue), non_blocking=True)
             orders.extend(order)
+        if on_gpu:
+            torch.cuda.synchronize(device)
         out = torch.empty(len(sequences), self.dim)
-        out[orders] = torch.cat(means).float().cpu()
+        out[orders] = arrived
         return out
 
 

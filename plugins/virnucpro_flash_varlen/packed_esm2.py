@@ -1,20 +1,21 @@
 """ESM-2 forward on a packed token stream, equivalent to fair-esm's padded forward.
 
 Every detail in REFERENCE section 2 matters: token-dropout scaling, rotary in fp32 with positions
-restarting at each BOS, q scaled before rotary (so the kernel runs with scale 1.0), exact GELU,
+restarting at each BOS, q scaled before rotary (the kernels see to both), exact GELU,
 `emb_layer_norm_after` before the last layer's output, pooling over residues only.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from esm.model.esm2 import ESM2
 from torch import nn
 
 from virnucpro_worker.attention.kernels import AttentionKernel
 from virnucpro_worker.attention.packing import Pack
-from virnucpro_worker.models.esm2 import apply_rotary, rotary_tables
+from virnucpro_worker.attention.rotary import rotary_tables
+
+from .fused_ops import add_layer_norm, linear_gelu, residual_add_layer_norm
 
 MASK_RATIO_TRAIN = 0.15 * 0.8  # fair-esm's token-dropout constant, applied even in eval
 
@@ -49,27 +50,26 @@ class PackedLayer(nn.Module):
         self,
         x: torch.Tensor,
         mlp_output: torch.Tensor | None,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
+        rotary: tuple[torch.Tensor, torch.Tensor],
         pack: Pack,
         kernel: AttentionKernel,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(residual stream, this layer's MLP output). The previous layer's MLP output arrives
-        as `mlp_output` and is added here, so that the add fuses with this layer's norm."""
-        if mlp_output is not None:
-            x = x + mlp_output
-        q, k, v = self.qkv(self.attention_norm(x)).view(-1, 3, self.heads, self.head_dim).unbind(1)
-        q = q * self.scaling  # before rotary, as fair-esm: the kernel then runs with scale 1.0
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        attended = kernel.attend(q, k, v.contiguous(), pack, scale=1.0)
-        x = x + self.out_proj(attended.reshape(x.shape))
-        return x, self.fc2(F.gelu(self.fc1(self.final_norm(x))))  # exact (erf) GELU
+        as `mlp_output` and joins the stream with this layer's attention output, in the second
+        norm (fused_ops says why)."""
+        normalized = add_layer_norm(x, (mlp_output,), self.attention_norm)
+        q, k, v = self.qkv(normalized).view(-1, 3, self.heads, self.head_dim).unbind(1)
+        attended = self.out_proj(
+            kernel.attend(q, k, v, pack, self.scaling, rotary=rotary).flatten(1)
+        )
+        x, normalized = residual_add_layer_norm(x, (mlp_output, attended), self.final_norm)
+        return x, self.fc2(linear_gelu(normalized, self.fc1))
 
 
 class PackedEsm2(nn.Module):
     """fair-esm ESM2 weights, shared with the fair-esm module, run on `Pack`s."""
 
-    def __init__(self, esm: ESM2, compile_layers: bool = False) -> None:
+    def __init__(self, esm: ESM2) -> None:
         super().__init__()
         self.embed_tokens = esm.embed_tokens
         self.embed_scale = esm.embed_scale
@@ -78,11 +78,6 @@ class PackedEsm2(nn.Module):
         self.layers = nn.ModuleList(PackedLayer(layer) for layer in esm.layers)
         self.final_norm = esm.emb_layer_norm_after
         self.head_dim = self.layers[0].head_dim
-        if compile_layers:  # fuses the elementwise work around the GEMMs and the kernel call
-            # Tuning the fused kernels' block sizes gave +3.5% on an H200 (benchmarks/).
-            options = {"coordinate_descent_tuning": True}
-            for layer in self.layers:
-                layer.forward = torch.compile(layer.forward, dynamic=True, options=options)
 
     def embed(self, pack: Pack) -> torch.Tensor:
         x = self.embed_scale * self.embed_tokens(pack.tokens)
@@ -101,7 +96,8 @@ class PackedEsm2(nn.Module):
     def forward(self, pack: Pack, kernel: AttentionKernel) -> torch.Tensor:
         """Last-layer representation [T, embed_dim], after emb_layer_norm_after."""
         x, mlp_output = self.embed(pack), None
-        cos, sin = (table[:, None, :] for table in rotary_tables(pack.positions, self.head_dim))
+        positions = torch.arange(pack.max_seqlen, device=x.device)
+        rotary = rotary_tables(positions, self.head_dim)
         for layer in self.layers:
-            x, mlp_output = layer(x, mlp_output, cos, sin, pack, kernel)
-        return self.final_norm(x + mlp_output)
+            x, mlp_output = layer(x, mlp_output, rotary, pack, kernel)
+        return add_layer_norm(x, (mlp_output,), self.final_norm)

@@ -1,8 +1,9 @@
 """Attention over packed sequences, shape (total_tokens, heads, head_dim).
 
-Three kernels, in order of preference: FlashAttention's varlen kernel (flash-attn package),
-PyTorch's own varlen kernel, and an exact padded fallback that runs anywhere (CPU, fp32) and is
-the one the exactness tests exercise. Only the first and the last accept an ALiBi bias.
+Four kernels, in order of preference: our Triton kernel with rotary embeddings inside it,
+FlashAttention's varlen kernel (flash-attn package), PyTorch's own varlen kernel, and an exact
+padded fallback that runs anywhere (CPU, fp32). All but PyTorch's accept an ALiBi bias. Where a
+kernel does not apply rotary itself, `attend` applies it first, exactly as fair-esm does.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from .packing import Pack
+from .rotary import apply_rotary
 
-# Imported here, not inside the kernels, so that torch.compile traces through them.
 try:
     from flash_attn import flash_attn_varlen_func
 except ImportError:  # the optional `flash` extra
@@ -24,6 +25,10 @@ try:
     from torch.nn.attention.varlen import varlen_attn
 except ImportError:  # PyTorch < 2.9
     varlen_attn = None
+try:
+    from .triton_varlen import varlen_attention as triton_varlen_attention
+except ImportError:  # no Triton: CUDA builds of PyTorch bring it
+    triton_varlen_attention = None
 
 HALF_DTYPES = (torch.float16, torch.bfloat16)
 
@@ -33,10 +38,31 @@ class AttentionKernel:
     name: str
     supports_alibi: bool
     usable: Callable[[torch.device, torch.dtype], bool]
-    attend: Callable[..., torch.Tensor]
-    """attend(q, k, v, pack, scale, alibi_slopes=None) -> (T, H, D)"""
-    traceable: bool
-    """torch.compile can trace it once for every pack (no per-pack Python state)"""
+    run: Callable[..., torch.Tensor]
+    """run(q, k, v, pack, scale, alibi_slopes=None[, rotary]) -> (T, H, D)"""
+    applies_rotary: bool = False
+    """`run` takes the rotary tables and q, k, v as strided views of one projection"""
+
+    def attend(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        pack: Pack,
+        scale: float,
+        alibi_slopes: torch.Tensor | None = None,
+        rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """softmax(rot(scale * q) rot(k)^T + alibi) v within each sequence of the pack.
+
+        `rotary` is (cos, sin) by position inside a sequence, [positions, head_dim], fp32.
+        """
+        if self.applies_rotary:
+            return self.run(q, k, v, pack, scale, alibi_slopes, rotary)
+        if rotary is not None:  # fair-esm scales q before rotary, then attends with scale 1
+            cos, sin = (table[pack.positions, None, :] for table in rotary)
+            q, k, scale = apply_rotary(q * scale, cos, sin), apply_rotary(k, cos, sin), 1.0
+        return self.run(q, k, v.contiguous(), pack, scale, alibi_slopes)
 
 
 def _flash_attn_usable(device: torch.device, dtype: torch.dtype) -> bool:
@@ -55,6 +81,10 @@ def _flash_attn(q, k, v, pack: Pack, scale: float, alibi_slopes=None) -> torch.T
         softmax_scale=scale,
         alibi_slopes=alibi_slopes,
     )
+
+
+def _triton_usable(device: torch.device, dtype: torch.dtype) -> bool:
+    return device.type == "cuda" and dtype in HALF_DTYPES and triton_varlen_attention is not None
 
 
 def _torch_varlen_usable(device: torch.device, dtype: torch.dtype) -> bool:
@@ -104,9 +134,11 @@ def _sdpa_padded(q, k, v, pack: Pack, scale: float, alibi_slopes=None) -> torch.
 
 
 KERNELS = (
-    AttentionKernel("flash-attn", True, _flash_attn_usable, _flash_attn, traceable=True),
-    AttentionKernel("torch-varlen", False, _torch_varlen_usable, _torch_varlen, traceable=True),
-    AttentionKernel("sdpa-padded", True, lambda device, dtype: True, _sdpa_padded, False),
+    # Ours first: with rotary inside, it costs less than the others plus a rotary pass (H200).
+    AttentionKernel("triton-varlen", True, _triton_usable, triton_varlen_attention, True),
+    AttentionKernel("flash-attn", True, _flash_attn_usable, _flash_attn),
+    AttentionKernel("torch-varlen", False, _torch_varlen_usable, _torch_varlen),
+    AttentionKernel("sdpa-padded", True, lambda device, dtype: True, _sdpa_padded),
 )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,7 +61,11 @@ def plan_packs(lengths: Sequence[int], token_budget: int) -> list[list[int]]:
     return packs
 
 
-def build_pack(order: list[int], token_lists: Sequence[Sequence[int]], pin: bool = False) -> Pack:
+def build_pack(
+    order: list[int],
+    token_lists: Sequence[Sequence[int]] | Mapping[int, Sequence[int]],
+    pin: bool = False,
+) -> Pack:
     """Concatenate the token lists named by `order` into one Pack (host tensors)."""
     lengths = [len(token_lists[i]) for i in order]
     total = sum(lengths)

@@ -19,6 +19,7 @@ import torch
 from esm.data import Alphabet
 from esm.model.esm2 import ESM2
 
+from ..attention.rotary import apply_rotary, rotary_tables
 from ..errors import UserError, first_line
 from ..files import sha256_of
 
@@ -29,7 +30,6 @@ MAX_RESIDUES = 1024  # the original's truncation_seq_length
 _DOWNLOAD_URL = "https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt"
 _KEY_PREFIX = re.compile(r"^(encoder\.sentence_encoder\.|encoder\.)")
 _OPTIONAL_KEYS = {"contact_head.regression.weight", "contact_head.regression.bias"}
-ROTARY_BASE = 10000.0
 
 
 @dataclass
@@ -103,27 +103,6 @@ def load_esm2(
         raise UserError(f"{path}: weights do not fit ESM-2 (keys: {', '.join(problems[:5])})")
     module = module.eval().to(device=device, dtype=dtype)
     return Esm2Model(module, module.alphabet, path, sha256_of(path))
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    first, second = x.chunk(2, dim=-1)
-    return torch.cat((-second, first), dim=-1)
-
-
-def rotary_tables(positions: torch.Tensor, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """ESM-2's rotary cos and sin [positions, head_dim], always in fp32: tables built in bf16
-    are badly wrong (REFERENCE 2.4)."""
-    exponents = torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32)
-    inverse_frequency = 1.0 / (ROTARY_BASE ** (exponents / head_dim))
-    angles = positions.float()[:, None] * inverse_frequency[None, :]
-    angles = torch.cat((angles, angles), dim=-1)
-    return angles.cos(), angles.sin()
-
-
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate `x` (fair-esm's half-split convention) in fp32; the result keeps x's dtype."""
-    x32 = x.float()
-    return (x32 * cos + _rotate_half(x32) * sin).to(x.dtype)
 
 
 def _fp32_rotary(q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

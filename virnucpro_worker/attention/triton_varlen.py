@@ -1,0 +1,274 @@
+"""Attention over packed sequences in one Triton kernel, with rotary embeddings applied inside it.
+
+ESM-2's sequences here are short (at most 168 tokens from a 500 bp chunk), so attention is a small
+share of the FLOPs but, through a generic kernel, a large share of the time: the q/k/v split,
+scaling and rotary each cost a pass over memory before the kernel starts. This kernel reads q, k
+and v as strided views straight out of the fused qkv projection, scales q, applies rotary in fp32
+(REFERENCE 2.4) and, for DNABERT-S, ALiBi, and runs an online-softmax attention per sequence.
+
+On a host without a GPU, `TRITON_INTERPRET=1` runs it on the CPU (the tests do, in fp32).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .packing import Pack
+
+LOG2_E = tl.constexpr(1.4426950408889634)
+# Tiles measured on an H200 with ESM-2 3B's and DNABERT-S's sequence mixes
+# (benchmarks/attention_kernels.py). Short kernel: by the key block (the longest sequence).
+SHORT_LIMIT = 256
+SHORT_TILES = {
+    64: {"BLOCK_M": 64, "num_warps": 4, "num_stages": 1},
+    128: {"BLOCK_M": 64, "num_warps": 4, "num_stages": 1},
+    256: {"BLOCK_M": 64, "num_warps": 4, "num_stages": 1},
+}
+LONG_TILE = {"BLOCK_M": 64, "BLOCK_N": 64, "num_warps": 4, "num_stages": 1}
+
+
+@triton.jit
+def _load_rotated(
+    ptr,
+    row_stride,
+    start,
+    rows,
+    length,
+    head,
+    cos_ptr,
+    sin_ptr,
+    scale,
+    HEAD_DIM: tl.constexpr,
+    ROTARY: tl.constexpr,
+    HALF_PAD: tl.constexpr,
+):
+    """The two halves of one head's vectors for `rows` of a sequence, in fp32, times `scale`,
+    rotated by fair-esm's rotate_half convention (the tables repeat their first half, which is
+    all that is read). Rows past the sequence's end are zero."""
+    HALF: tl.constexpr = HEAD_DIM // 2
+    half = tl.arange(0, HALF_PAD)
+    mask = (rows < length)[:, None] & (half < HALF)[None, :]
+    at = ptr + (start + rows)[:, None] * row_stride + head * HEAD_DIM + half[None, :]
+    x1 = tl.load(at, mask=mask, other=0.0).to(tl.float32) * scale
+    x2 = tl.load(at + HALF, mask=mask, other=0.0).to(tl.float32) * scale
+    if ROTARY:
+        table = rows[:, None] * HEAD_DIM + half[None, :]
+        cos = tl.load(cos_ptr + table, mask=mask, other=0.0)
+        sin = tl.load(sin_ptr + table, mask=mask, other=0.0)
+        x1, x2 = x1 * cos - x2 * sin, x2 * cos + x1 * sin
+    return x1, x2
+
+
+@triton.jit
+def _load_values(
+    ptr, row_stride, start, rows, length, head, HEAD_DIM: tl.constexpr, PAD: tl.constexpr
+):
+    dims = tl.arange(0, PAD)
+    mask = (rows < length)[:, None] & (dims < HEAD_DIM)[None, :]
+    return tl.load(
+        ptr + (start + rows)[:, None] * row_stride + head * HEAD_DIM + dims[None, :],
+        mask=mask,
+        other=0.0,
+    )
+
+
+@triton.jit
+def _log2_scores(
+    q1, q2, k1, k2, rows, cols, length, slope, ALIBI: tl.constexpr, PRECISION: tl.constexpr
+):
+    """q k^T (+ ALiBi) in log2 units; -inf on keys past the sequence's end."""
+    scores = tl.dot(q1, tl.trans(k1), input_precision=PRECISION)
+    scores = tl.dot(q2, tl.trans(k2), scores, input_precision=PRECISION)
+    if ALIBI:
+        scores -= slope * tl.abs(rows[:, None] - cols[None, :]).to(tl.float32)
+    return tl.where((cols < length)[None, :], scores * LOG2_E, float("-inf"))
+
+
+@triton.jit
+def _store(
+    out_ptr, row_stride, start, rows, length, head, out, HEAD_DIM: tl.constexpr, PAD: tl.constexpr
+):
+    dims = tl.arange(0, PAD)
+    mask = (rows < length)[:, None] & (dims < HEAD_DIM)[None, :]
+    at = out_ptr + (start + rows)[:, None] * row_stride + head * HEAD_DIM + dims[None, :]
+    tl.store(at, out.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _short_attention(
+    q_ptr, k_ptr, v_ptr, out_ptr, cu_seqlens_ptr, cos_ptr, sin_ptr, alibi_ptr, scale,
+    q_row_stride, k_row_stride, v_row_stride, out_row_stride, heads,
+    HEAD_DIM: tl.constexpr, ROTARY: tl.constexpr, ALIBI: tl.constexpr,
+    PRECISION: tl.constexpr, HALF_PAD: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):  # fmt: skip
+    """Sequences of at most BLOCK_N tokens: one program per (sequence, head) rotates the keys
+    once and keeps them, with the values, for all its blocks of queries."""
+    head, sequence = tl.program_id(0) % heads, tl.program_id(0) // heads
+    start = tl.load(cu_seqlens_ptr + sequence)
+    length = tl.load(cu_seqlens_ptr + sequence + 1) - start
+    dtype = q_ptr.dtype.element_ty
+    cols = tl.arange(0, BLOCK_N)
+    k1, k2 = _load_rotated(
+        k_ptr,
+        k_row_stride,
+        start,
+        cols,
+        length,
+        head,
+        cos_ptr,
+        sin_ptr,
+        1.0,
+        HEAD_DIM,
+        ROTARY,
+        HALF_PAD,
+    )
+    k1, k2 = k1.to(dtype), k2.to(dtype)
+    v = _load_values(v_ptr, v_row_stride, start, cols, length, head, HEAD_DIM, 2 * HALF_PAD)
+    slope = tl.load(alibi_ptr + head).to(tl.float32) if ALIBI else 0.0
+    for first_row in range(0, length, BLOCK_M):
+        rows = first_row + tl.arange(0, BLOCK_M)
+        q1, q2 = _load_rotated(
+            q_ptr,
+            q_row_stride,
+            start,
+            rows,
+            length,
+            head,
+            cos_ptr,
+            sin_ptr,
+            scale,
+            HEAD_DIM,
+            ROTARY,
+            HALF_PAD,
+        )
+        scores = _log2_scores(
+            q1.to(dtype), q2.to(dtype), k1, k2, rows, cols, length, slope, ALIBI, PRECISION
+        )
+        weights = tl.exp2(scores - tl.max(scores, 1)[:, None])
+        out = tl.dot(weights.to(dtype), v, input_precision=PRECISION) / tl.sum(weights, 1)[:, None]
+        _store(out_ptr, out_row_stride, start, rows, length, head, out, HEAD_DIM, 2 * HALF_PAD)
+
+
+@triton.jit(do_not_specialize=["blocks"])  # one compilation for every longest sequence
+def _long_attention(
+    q_ptr, k_ptr, v_ptr, out_ptr, cu_seqlens_ptr, cos_ptr, sin_ptr, alibi_ptr, scale,
+    q_row_stride, k_row_stride, v_row_stride, out_row_stride, heads, blocks,
+    HEAD_DIM: tl.constexpr, ROTARY: tl.constexpr, ALIBI: tl.constexpr,
+    PRECISION: tl.constexpr, HALF_PAD: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):  # fmt: skip
+    """Any length: one program per (sequence, head, block of queries), online softmax over
+    blocks of keys; neighbouring programs share their keys in L2."""
+    program = tl.program_id(0)
+    block = program % blocks
+    head = (program // blocks) % heads
+    sequence = program // (blocks * heads)
+    start = tl.load(cu_seqlens_ptr + sequence)
+    length = tl.load(cu_seqlens_ptr + sequence + 1) - start
+    if block * BLOCK_M >= length:
+        return
+    dtype = q_ptr.dtype.element_ty
+    rows = block * BLOCK_M + tl.arange(0, BLOCK_M)
+    q1, q2 = _load_rotated(
+        q_ptr,
+        q_row_stride,
+        start,
+        rows,
+        length,
+        head,
+        cos_ptr,
+        sin_ptr,
+        scale,
+        HEAD_DIM,
+        ROTARY,
+        HALF_PAD,
+    )
+    q1, q2 = q1.to(dtype), q2.to(dtype)
+    slope = tl.load(alibi_ptr + head).to(tl.float32) if ALIBI else 0.0
+    best = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    total = tl.zeros([BLOCK_M], tl.float32)
+    acc = tl.zeros([BLOCK_M, 2 * HALF_PAD], tl.float32)
+    for first_col in range(0, length, BLOCK_N):
+        cols = first_col + tl.arange(0, BLOCK_N)
+        k1, k2 = _load_rotated(
+            k_ptr,
+            k_row_stride,
+            start,
+            cols,
+            length,
+            head,
+            cos_ptr,
+            sin_ptr,
+            1.0,
+            HEAD_DIM,
+            ROTARY,
+            HALF_PAD,
+        )
+        scores = _log2_scores(
+            q1, q2, k1.to(dtype), k2.to(dtype), rows, cols, length, slope, ALIBI, PRECISION
+        )
+        new_best = tl.maximum(best, tl.max(scores, 1))
+        rescale = tl.exp2(best - new_best)
+        weights = tl.exp2(scores - new_best[:, None])
+        total = total * rescale + tl.sum(weights, 1)
+        v = _load_values(v_ptr, v_row_stride, start, cols, length, head, HEAD_DIM, 2 * HALF_PAD)
+        acc = tl.dot(weights.to(dtype), v, acc * rescale[:, None], input_precision=PRECISION)
+        best = new_best
+    _store(
+        out_ptr,
+        out_row_stride,
+        start,
+        rows,
+        length,
+        head,
+        acc / total[:, None],
+        HEAD_DIM,
+        2 * HALF_PAD,
+    )
+
+
+def varlen_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    pack: Pack,
+    scale: float,
+    alibi_slopes: torch.Tensor | None = None,
+    rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """softmax(rot(scale * q) rot(k)^T + alibi) v per sequence of the pack, (T, H, D) each.
+
+    q, k and v may be strided views (of a fused qkv projection, say) as long as each row holds
+    the heads side by side. `rotary` is (cos, sin) by position in the sequence, [positions, D],
+    fp32 (`rotary.rotary_tables`).
+    """
+    tokens, heads, head_dim = q.shape
+    for x in (q, k, v):
+        if x.stride(2) != 1 or x.stride(1) != head_dim:
+            raise ValueError("varlen_attention needs rows of (heads, head_dim), dims contiguous")
+    if rotary is not None and (rotary[0].shape[1] != head_dim or not rotary[0].is_contiguous()):
+        raise ValueError("rotary tables must be contiguous [positions, head_dim]")
+    cos, sin = rotary if rotary is not None else (q, q)  # q: a placeholder, never read
+    out = torch.empty(tokens, heads, head_dim, device=q.device, dtype=q.dtype)
+    arguments = [
+        q, k, v, out, pack.cu_seqlens, cos, sin,
+        alibi_slopes if alibi_slopes is not None else q,
+        scale, q.stride(0), k.stride(0), v.stride(0), out.stride(0), heads,
+    ]  # fmt: skip
+    options = {
+        "HEAD_DIM": head_dim,
+        "ROTARY": rotary is not None,
+        "ALIBI": alibi_slopes is not None,
+        "PRECISION": "ieee" if q.dtype == torch.float32 else "tf32",
+        "HALF_PAD": max(16, triton.next_power_of_2(head_dim // 2)),
+    }
+    sequences = len(pack.lengths)
+    if pack.max_seqlen <= SHORT_LIMIT:
+        keys = max(16, triton.next_power_of_2(pack.max_seqlen))
+        tile = SHORT_TILES[max(64, keys)]
+        _short_attention[(sequences * heads,)](*arguments, BLOCK_N=keys, **options, **tile)
+    else:
+        blocks = triton.cdiv(pack.max_seqlen, LONG_TILE["BLOCK_M"])
+        _long_attention[(sequences * heads * blocks,)](*arguments, blocks, **options, **LONG_TILE)
+    return out
