@@ -8,13 +8,11 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from esm.data import Alphabet
 from models_for_tests import norm_inputs, random_esm2, random_proteins
-from torch import nn
 
 from virnucpro_flash_varlen import PackedEsmEncoder
-from virnucpro_flash_varlen.fused_ops import _triton_fused, _triton_linear_gelu
+from virnucpro_flash_varlen.fused_ops import _triton_fused
 from virnucpro_flash_varlen.packed_esm2 import PackedEsm2
 from virnucpro_v1_bmm import FairEsmEncoder
 from virnucpro_worker.attention.hookspecs import EncoderSettings, hookimpl
@@ -289,14 +287,3 @@ def test_fused_add_layer_norm_equals_pytorch(width, deltas):
     assert torch.allclose(summed, expected, rtol=0, atol=1e-6)
     assert torch.allclose(normalized, norm(expected), rtol=1e-5, atol=1e-5)
     assert torch.equal(_triton_fused(x, added, norm, keep_sum=False)[1], normalized)
-
-
-@needs_triton
-def test_fused_linear_gelu_equals_pytorch():
-    """Persistent tiles walked by 3 programs, partial tiles at the edges, several k steps."""
-    torch.manual_seed(0)
-    linear = nn.Linear(128, 96).requires_grad_(False)
-    x = torch.randn(200, 128)
-    tile = {"BLOCK_M": 64, "BLOCK_N": 32, "BLOCK_K": 32}
-    actual = _triton_linear_gelu(x, linear, tile, programs=3)
-    assert torch.allclose(actual, F.gelu(linear(x)), rtol=1e-5, atol=1e-5)

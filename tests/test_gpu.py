@@ -14,7 +14,7 @@ from esm.model.esm2 import ESM2
 from models_for_tests import model_args, norm_inputs, random_proteins
 
 from virnucpro_flash_varlen import PackedEsmEncoder
-from virnucpro_flash_varlen.fused_ops import linear_gelu, residual_add_layer_norm
+from virnucpro_flash_varlen.fused_ops import residual_add_layer_norm
 from virnucpro_v1_bmm import FairEsmEncoder
 from virnucpro_worker.attention.hookspecs import EncoderSettings
 from virnucpro_worker.attention.kernels import select_kernel, usable_kernels
@@ -172,16 +172,3 @@ def test_fused_add_layer_norm_in_bf16_matches_fp32(deltas):
     assert torch.equal(summed, exact.bfloat16())
     expected = F.layer_norm(exact, (2560,), norm.weight.float(), norm.bias.float(), norm.eps)
     assert torch.allclose(normalized.float(), expected, rtol=4e-3, atol=4e-3)
-
-
-def test_fused_linear_gelu_in_bf16_equals_pytorch():
-    """ESM-2 3B's fc1 shape; Triton and cuBLAS sum in different orders, so a few outputs land
-    one bf16 step apart."""
-    torch.manual_seed(0)
-    linear = torch.nn.Linear(2560, 10240).requires_grad_(False).to("cuda", torch.bfloat16)
-    x = torch.randn(1000, 2560, device="cuda", dtype=torch.bfloat16)
-    actual, expected = linear_gelu(x, linear), F.gelu(linear(x))
-    same = (actual == expected).float().mean()
-    print(f"fused fc1 + GELU bf16: {same:.4%} of outputs identical to PyTorch's")
-    assert same > 0.99
-    assert torch.allclose(actual.float(), expected.float(), rtol=8e-3, atol=1e-3)
