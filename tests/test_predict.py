@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,8 @@ def test_run_json_records_what_produced_the_result(demo_models, tmp_path):
     weights = run["models"]["dnabert_s"]["files"]["model.safetensors"]
     assert weights == sha256_of(demo_models.dnabert / "model.safetensors")
     assert run["input"]["sha256"] == sha256_of(WITH_ORFS)
+    expected = {"torch", "fair-esm", "tokenizers"} | ({"triton"} if find_spec("triton") else set())
+    assert expected <= set(run["software"])
     assert run["counts"] == {
         "records": 2,
         "bases": 345,

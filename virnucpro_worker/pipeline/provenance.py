@@ -39,7 +39,7 @@ def code_version() -> str:
 
 def software() -> dict[str, str]:
     versions = {"python": platform.python_version(), "torch": torch.__version__}
-    for package in ("fair-esm", "tokenizers", "flash-attn"):
+    for package in ("fair-esm", "tokenizers", "triton", "flash-attn"):  # what computes results
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
