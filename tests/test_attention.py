@@ -260,6 +260,14 @@ def test_triton_kernel_equals_exact_attention(head_dim, rotary, alibi, longest):
 
 
 @needs_triton
+def test_triton_kernel_offsets_stay_within_32_bits():
+    from virnucpro_worker.attention.triton_varlen import offsets_fit_int32  # needs Triton
+
+    assert offsets_fit_int32(65536, 3 * 40 * 64)  # ESM-2 3B's fused projection, default packs
+    assert not offsets_fit_int32(2**20, 3 * 40 * 64)
+
+
+@needs_triton
 def test_packed_esm2_with_the_triton_kernel_equals_fair_esm():
     model = esm_model()
     proteins = random_proteins(

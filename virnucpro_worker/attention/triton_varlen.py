@@ -247,6 +247,8 @@ def varlen_attention(
     for x in (q, k, v):
         if x.stride(2) != 1 or x.stride(1) != head_dim:
             raise ValueError("varlen_attention needs rows of (heads, head_dim), dims contiguous")
+        if not offsets_fit_int32(tokens, x.stride(0)):
+            raise ValueError(f"a pack of {tokens} tokens is too large here: use smaller packs")
     if rotary is not None and (rotary[0].shape[1] != head_dim or not rotary[0].is_contiguous()):
         raise ValueError("rotary tables must be contiguous [positions, head_dim]")
     cos, sin = rotary if rotary is not None else (q, q)  # q: a placeholder, never read
@@ -272,3 +274,9 @@ def varlen_attention(
         blocks = triton.cdiv(pack.max_seqlen, LONG_TILE["BLOCK_M"])
         _long_attention[(sequences * heads * blocks,)](*arguments, blocks, **options, **LONG_TILE)
     return out
+
+
+def offsets_fit_int32(rows: int, row_stride: int) -> bool:
+    """The kernels address rows with 32-bit offsets (65,536-token packs of ESM-2 3B's fused
+    projection reach about 2^29)."""
+    return rows * row_stride < 2**31
