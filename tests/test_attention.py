@@ -260,6 +260,14 @@ def test_triton_kernel_equals_exact_attention(head_dim, rotary, alibi, longest):
 
 
 @needs_triton
+def test_triton_kernel_refuses_an_odd_head_dimension():
+    pack = build_pack([0], [np.zeros(3, np.int64)])
+    q = torch.randn(3, 2, 5)
+    with pytest.raises(ValueError, match="even head dimension"):
+        triton_kernel().attend(q, q, q, pack, 1.0)
+
+
+@needs_triton
 def test_triton_kernel_offsets_stay_within_32_bits():
     from virnucpro_worker.attention.triton_varlen import offsets_fit_int32  # needs Triton
 

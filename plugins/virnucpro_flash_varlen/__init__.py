@@ -1,7 +1,8 @@
-"""`flash-varlen`: ESM-2 on packed sequences (cu_seqlens) through FlashAttention varlen kernels.
+"""`flash-varlen`: ESM-2 and DNABERT-S on packed sequences (cu_seqlens) through varlen kernels.
 
-Kernel choice, reported with every result: flash-attn's `flash_attn_varlen_func` when installed,
-else PyTorch's `varlen_attn` on CUDA in fp16/bf16, else an exact padded attention (CPU, fp32).
+Kernel choice, reported with every result: on CUDA in fp16/bf16 our Triton kernel (rotary and
+ALiBi inside it), else flash-attn's `flash_attn_varlen_func` when installed, else PyTorch's
+`varlen_attn` (ESM-2 only: no ALiBi); elsewhere an exact padded attention (CPU, fp32).
 """
 
 from __future__ import annotations

@@ -59,21 +59,22 @@ def _triton_fused(
     normalized = torch.empty_like(x)
     block = triton.next_power_of_2(width)
     first, second = ([delta.contiguous() for delta in deltas] + [x, x])[:2]  # x: never read
-    _add_layer_norm[(rows,)](
-        x,
-        first,
-        second,
-        norm.weight,
-        norm.bias,
-        summed,
-        normalized,
-        width,
-        norm.eps,
-        DELTAS=len(deltas),
-        KEEP_SUM=keep_sum,
-        BLOCK=block,
-        num_warps=min(max(block // 512, 1), 16),
-    )
+    with torch.cuda.device_of(x):  # Triton launches on the current device, not x's
+        _add_layer_norm[(rows,)](
+            x,
+            first,
+            second,
+            norm.weight,
+            norm.bias,
+            summed,
+            normalized,
+            width,
+            norm.eps,
+            DELTAS=len(deltas),
+            KEEP_SUM=keep_sum,
+            BLOCK=block,
+            num_warps=min(max(block // 512, 1), 16),
+        )
     return summed, normalized
 
 

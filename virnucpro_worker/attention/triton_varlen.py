@@ -244,6 +244,8 @@ def varlen_attention(
     fp32 (`rotary.rotary_tables`).
     """
     tokens, heads, head_dim = q.shape
+    if head_dim % 2:
+        raise ValueError(f"varlen_attention needs an even head dimension, not {head_dim}")
     for x in (q, k, v):
         if x.stride(2) != 1 or x.stride(1) != head_dim:
             raise ValueError("varlen_attention needs rows of (heads, head_dim), dims contiguous")
@@ -266,13 +268,15 @@ def varlen_attention(
         "HALF_PAD": max(16, triton.next_power_of_2(head_dim // 2)),
     }
     sequences = len(pack.lengths)
-    if pack.max_seqlen <= SHORT_LIMIT:
-        keys = max(16, triton.next_power_of_2(pack.max_seqlen))
-        tile = SHORT_TILES[max(64, keys)]
-        _short_attention[(sequences * heads,)](*arguments, BLOCK_N=keys, **options, **tile)
-    else:
-        blocks = triton.cdiv(pack.max_seqlen, LONG_TILE["BLOCK_M"])
-        _long_attention[(sequences * heads * blocks,)](*arguments, blocks, **options, **LONG_TILE)
+    with torch.cuda.device_of(q):  # Triton launches on the current device, not q's
+        if pack.max_seqlen <= SHORT_LIMIT:
+            keys = max(16, triton.next_power_of_2(pack.max_seqlen))
+            tile = SHORT_TILES[max(64, keys)]
+            _short_attention[(sequences * heads,)](*arguments, BLOCK_N=keys, **options, **tile)
+        else:
+            blocks = triton.cdiv(pack.max_seqlen, LONG_TILE["BLOCK_M"])
+            grid = (sequences * heads * blocks,)
+            _long_attention[grid](*arguments, blocks, **options, **LONG_TILE)
     return out
 
 
