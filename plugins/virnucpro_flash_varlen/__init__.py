@@ -90,7 +90,7 @@ class PackedEsmEncoder:
 
 class FlashVarlenBackend:
     name = "flash-varlen"
-    description = "packed sequences (cu_seqlens) through FlashAttention varlen kernels"
+    description = "packed sequences (cu_seqlens) through varlen attention kernels (Triton first)"
 
     def kernels(self, device: torch.device, dtype: torch.dtype) -> tuple[str, str]:
         return protein_kernel(device, dtype).name, nucleotide_kernel(device, dtype).name
