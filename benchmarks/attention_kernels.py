@@ -14,7 +14,6 @@ import itertools
 
 import numpy as np
 import torch
-import triton
 from workload import protein_lengths
 
 from virnucpro_worker.attention import triton_varlen
@@ -22,13 +21,14 @@ from virnucpro_worker.attention.kernels import select_kernel, usable_kernels
 from virnucpro_worker.attention.packing import build_pack, plan_packs
 from virnucpro_worker.attention.rotary import rotary_tables
 
+REGISTER_CAPS = (None, 168, 128, 112)  # None: as many as the compiler wants
 SHORT_TILES = [
-    {"BLOCK_M": m, "num_warps": w, "num_stages": s}
-    for m, w, s in itertools.product((32, 64, 128), (4, 8), (1, 2))
+    {"BLOCK_M": m, "CHUNK": 64, "num_warps": w, "num_stages": s, "maxnreg": r}
+    for m, w, s, r in itertools.product((32, 64), (4, 8), (1, 2), REGISTER_CAPS)
 ]
 LONG_TILES = [
-    {"BLOCK_M": m, "BLOCK_N": n, "num_warps": w, "num_stages": s}
-    for m, n, w, s in itertools.product((64, 128), (32, 64), (4, 8), (1, 2))
+    {"BLOCK_M": m, "BLOCK_N": n, "num_warps": w, "num_stages": s, "maxnreg": r}
+    for m, n, w, s, r in itertools.product((64, 128), (32, 64), (4, 8), (1, 2), REGISTER_CAPS)
     if not (m == 128 and w == 4)
 ]
 
@@ -70,29 +70,25 @@ def compare(name: str, heads: int, rotary: bool, alibi: bool, pack, device, swee
         us = microseconds(lambda kernel=kernel: kernel.attend(q, k, v, pack, 0.125, **kw))
         print(f"  {kernel.name:14} {us:8.0f} us/layer  max|diff| {error:.2e}")
     if sweep:
-        sweep_tiles(lambda: triton_varlen.varlen_attention(q, k, v, pack, 0.125, **kw), pack)
+        sweep_tiles(lambda: triton_varlen.varlen_attention(q, k, v, pack, 0.125, **kw))
 
 
-def sweep_tiles(run, pack) -> None:
-    """Time the Triton kernels at each tile: the short-sequence kernel (the key block is the
-    longest sequence, rounded up to a power of two) and the general one, forced."""
-    keys = max(64, triton.next_power_of_2(pack.max_seqlen))
-    shipped_short, shipped_long = (
-        dict(triton_varlen.SHORT_TILES[keys]),
-        dict(triton_varlen.LONG_TILE),
-    )
+def sweep_tiles(run) -> None:
+    """Time the Triton kernels at each tile: the short-sequence kernel (keys in chunks) and
+    the general one, forced."""
+    shipped_short, shipped_long = triton_varlen.SHORT_TILE, triton_varlen.LONG_TILE
     results = []
     for tile in SHORT_TILES:
-        triton_varlen.SHORT_TILES[keys] = tile
+        triton_varlen.SHORT_TILE = tile
         results.append((time_or_none(run), "short", tile))
-    triton_varlen.SHORT_TILES[keys] = shipped_short
+    triton_varlen.SHORT_TILE = shipped_short
     limit, triton_varlen.SHORT_LIMIT = triton_varlen.SHORT_LIMIT, 0
     for tile in LONG_TILES:
         triton_varlen.LONG_TILE = tile
         results.append((time_or_none(run), "long", tile))
     triton_varlen.SHORT_LIMIT, triton_varlen.LONG_TILE = limit, shipped_long
     print(f"  shipped: short {shipped_short}, long {shipped_long}")
-    for us, kind, tile in sorted(r for r in results if r[0] is not None)[:8]:
+    for us, kind, tile in sorted((r for r in results if r[0] is not None), key=lambda r: r[0])[:8]:
         print(f"  {kind:5} {us:6.0f} us  {tile}")
 
 

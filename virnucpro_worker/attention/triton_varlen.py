@@ -19,24 +19,20 @@ from .packing import Pack
 
 LOG2_E = tl.constexpr(1.4426950408889634)
 # Tiles measured on an H200 with ESM-2 3B's and DNABERT-S's sequence mixes
-# (benchmarks/attention_kernels.py). Short kernel: by the key block (the longest sequence).
-SHORT_LIMIT = 256
-SHORT_TILES = {
-    64: {"BLOCK_M": 64, "num_warps": 4, "num_stages": 1},
-    128: {"BLOCK_M": 64, "num_warps": 4, "num_stages": 1},
-    256: {"BLOCK_M": 64, "num_warps": 4, "num_stages": 1},
-}
-LONG_TILE = {"BLOCK_M": 64, "BLOCK_N": 64, "num_warps": 4, "num_stages": 1}
+# (benchmarks/attention_kernels.py). Capping registers at 128 lets four programs share an SM
+# instead of two or three: 848 vs 1007 us per ESM-2 3B layer (benchmarks/RESULTS.md).
+SHORT_TILE = {"BLOCK_M": 64, "CHUNK": 64, "num_warps": 4, "num_stages": 1, "maxnreg": 128}
+SHORT_LIMIT = 4 * SHORT_TILE["CHUNK"]  # the short kernel holds at most four chunks of keys
+LONG_TILE = {"BLOCK_M": 64, "BLOCK_N": 64, "num_warps": 4, "num_stages": 1, "maxnreg": 128}
+TUNED_HEAD_DIM = 64  # the register cap is measured for this head size only
 
 
 @triton.jit
 def _load_rotated(
-    ptr,
+    at,
     row_stride,
-    start,
     rows,
     length,
-    head,
     cos_ptr,
     sin_ptr,
     scale,
@@ -44,13 +40,13 @@ def _load_rotated(
     ROTARY: tl.constexpr,
     HALF_PAD: tl.constexpr,
 ):
-    """The two halves of one head's vectors for `rows` of a sequence, in fp32, times `scale`,
-    rotated by fair-esm's rotate_half convention (the tables repeat their first half, which is
-    all that is read). Rows past the sequence's end are zero."""
+    """The two halves of one head's vectors for `rows` of a sequence starting at `at`, in fp32,
+    times `scale`, rotated by fair-esm's rotate_half convention (the tables repeat their first
+    half, which is all that is read). Rows past the sequence's end are zero."""
     HALF: tl.constexpr = HEAD_DIM // 2
     half = tl.arange(0, HALF_PAD)
     mask = (rows < length)[:, None] & (half < HALF)[None, :]
-    at = ptr + (start + rows)[:, None] * row_stride + head * HEAD_DIM + half[None, :]
+    at = at + rows[:, None] * row_stride + half[None, :]
     x1 = tl.load(at, mask=mask, other=0.0).to(tl.float32) * scale
     x2 = tl.load(at + HALF, mask=mask, other=0.0).to(tl.float32) * scale
     if ROTARY:
@@ -62,38 +58,62 @@ def _load_rotated(
 
 
 @triton.jit
-def _load_values(
-    ptr, row_stride, start, rows, length, head, HEAD_DIM: tl.constexpr, PAD: tl.constexpr
-):
+def _load_values(at, row_stride, rows, length, HEAD_DIM: tl.constexpr, PAD: tl.constexpr):
     dims = tl.arange(0, PAD)
     mask = (rows < length)[:, None] & (dims < HEAD_DIM)[None, :]
-    return tl.load(
-        ptr + (start + rows)[:, None] * row_stride + head * HEAD_DIM + dims[None, :],
-        mask=mask,
-        other=0.0,
-    )
+    return tl.load(at + rows[:, None] * row_stride + dims[None, :], mask=mask, other=0.0)
 
 
 @triton.jit
-def _log2_scores(
-    q1, q2, k1, k2, rows, cols, length, slope, ALIBI: tl.constexpr, PRECISION: tl.constexpr
+def _load_keys(
+    k_at,
+    v_at,
+    k_row_stride,
+    v_row_stride,
+    cols,
+    length,
+    cos_ptr,
+    sin_ptr,
+    HEAD_DIM: tl.constexpr,
+    ROTARY: tl.constexpr,
+    HALF_PAD: tl.constexpr,
 ):
-    """q k^T (+ ALiBi) in log2 units; -inf on keys past the sequence's end."""
+    """Rotated keys (two halves) and values for `cols`, in the inputs' dtype."""
+    k1, k2 = _load_rotated(
+        k_at, k_row_stride, cols, length, cos_ptr, sin_ptr, 1.0, HEAD_DIM, ROTARY, HALF_PAD
+    )
+    dtype = v_at.dtype.element_ty
+    v = _load_values(v_at, v_row_stride, cols, length, HEAD_DIM, 2 * HALF_PAD)
+    return k1.to(dtype), k2.to(dtype), v
+
+
+@triton.jit
+def _softmax_step(
+    q1, q2, k1, k2, v, rows, cols, length, slope, best, total, acc,
+    ALIBI: tl.constexpr, PRECISION: tl.constexpr,
+):  # fmt: skip
+    """One block of keys of an online softmax: (running max, running sum, running output), all
+    in log2 units; keys past the sequence's end get no weight."""
     scores = tl.dot(q1, tl.trans(k1), input_precision=PRECISION)
     scores = tl.dot(q2, tl.trans(k2), scores, input_precision=PRECISION)
     if ALIBI:
         scores -= slope * tl.abs(rows[:, None] - cols[None, :]).to(tl.float32)
-    return tl.where((cols < length)[None, :], scores * LOG2_E, float("-inf"))
+    scores = tl.where((cols < length)[None, :], scores * LOG2_E, float("-inf"))
+    new_best = tl.maximum(best, tl.max(scores, 1))
+    rescale = tl.exp2(best - new_best)
+    weights = tl.exp2(scores - new_best[:, None])
+    total = total * rescale + tl.sum(weights, 1)
+    acc = tl.dot(weights.to(v.dtype), v, acc * rescale[:, None], input_precision=PRECISION)
+    return new_best, total, acc
 
 
 @triton.jit
-def _store(
-    out_ptr, row_stride, start, rows, length, head, out, HEAD_DIM: tl.constexpr, PAD: tl.constexpr
-):
+def _store(at, row_stride, rows, length, out, HEAD_DIM: tl.constexpr, PAD: tl.constexpr):
     dims = tl.arange(0, PAD)
     mask = (rows < length)[:, None] & (dims < HEAD_DIM)[None, :]
-    at = out_ptr + (start + rows)[:, None] * row_stride + head * HEAD_DIM + dims[None, :]
-    tl.store(at, out.to(out_ptr.dtype.element_ty), mask=mask)
+    tl.store(
+        at + rows[:, None] * row_stride + dims[None, :], out.to(at.dtype.element_ty), mask=mask
+    )
 
 
 @triton.jit
@@ -101,54 +121,73 @@ def _short_attention(
     q_ptr, k_ptr, v_ptr, out_ptr, cu_seqlens_ptr, cos_ptr, sin_ptr, alibi_ptr, scale,
     q_row_stride, k_row_stride, v_row_stride, out_row_stride, heads,
     HEAD_DIM: tl.constexpr, ROTARY: tl.constexpr, ALIBI: tl.constexpr,
-    PRECISION: tl.constexpr, HALF_PAD: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    PRECISION: tl.constexpr, HALF_PAD: tl.constexpr, BLOCK_M: tl.constexpr, CHUNK: tl.constexpr,
+    CHUNKS: tl.constexpr,
 ):  # fmt: skip
-    """Sequences of at most BLOCK_N tokens: one program per (sequence, head) rotates the keys
-    once and keeps them, with the values, for all its blocks of queries."""
+    """Sequences of at most CHUNKS * CHUNK tokens: one program per (sequence, head) rotates its
+    keys once, in chunks it keeps for all its blocks of queries. A sequence skips the chunks
+    past its end (a 102-token sequence in a pack of 168-token ones attends to two, not three)."""
     head, sequence = tl.program_id(0) % heads, tl.program_id(0) // heads
     start = tl.load(cu_seqlens_ptr + sequence)
     length = tl.load(cu_seqlens_ptr + sequence + 1) - start
-    dtype = q_ptr.dtype.element_ty
-    cols = tl.arange(0, BLOCK_N)
-    k1, k2 = _load_rotated(
-        k_ptr,
-        k_row_stride,
-        start,
-        cols,
-        length,
-        head,
-        cos_ptr,
-        sin_ptr,
-        1.0,
-        HEAD_DIM,
-        ROTARY,
-        HALF_PAD,
-    )
-    k1, k2 = k1.to(dtype), k2.to(dtype)
-    v = _load_values(v_ptr, v_row_stride, start, cols, length, head, HEAD_DIM, 2 * HALF_PAD)
+    q_at = q_ptr + start * q_row_stride + head * HEAD_DIM
+    k_at = k_ptr + start * k_row_stride + head * HEAD_DIM
+    v_at = v_ptr + start * v_row_stride + head * HEAD_DIM
+    cols = tl.arange(0, CHUNK)
+    # Triton has no arrays of tiles: one name per chunk, the unused ones compiled away.
+    k1_a, k2_a, v_a = _load_keys(
+        k_at, v_at, k_row_stride, v_row_stride, cols, length, cos_ptr, sin_ptr,
+        HEAD_DIM, ROTARY, HALF_PAD,
+    )  # fmt: skip
+    if CHUNKS > 1:
+        k1_b, k2_b, v_b = _load_keys(
+            k_at, v_at, k_row_stride, v_row_stride, cols + CHUNK, length, cos_ptr, sin_ptr,
+            HEAD_DIM, ROTARY, HALF_PAD,
+        )  # fmt: skip
+    if CHUNKS > 2:
+        k1_c, k2_c, v_c = _load_keys(
+            k_at, v_at, k_row_stride, v_row_stride, cols + 2 * CHUNK, length, cos_ptr, sin_ptr,
+            HEAD_DIM, ROTARY, HALF_PAD,
+        )  # fmt: skip
+    if CHUNKS > 3:
+        k1_d, k2_d, v_d = _load_keys(
+            k_at, v_at, k_row_stride, v_row_stride, cols + 3 * CHUNK, length, cos_ptr, sin_ptr,
+            HEAD_DIM, ROTARY, HALF_PAD,
+        )  # fmt: skip
     slope = tl.load(alibi_ptr + head).to(tl.float32) if ALIBI else 0.0
+    dtype = q_ptr.dtype.element_ty
+    out_at = out_ptr + start * out_row_stride + head * HEAD_DIM
     for first_row in range(0, length, BLOCK_M):
         rows = first_row + tl.arange(0, BLOCK_M)
         q1, q2 = _load_rotated(
-            q_ptr,
-            q_row_stride,
-            start,
-            rows,
-            length,
-            head,
-            cos_ptr,
-            sin_ptr,
-            scale,
-            HEAD_DIM,
-            ROTARY,
-            HALF_PAD,
+            q_at, q_row_stride, rows, length, cos_ptr, sin_ptr, scale, HEAD_DIM, ROTARY, HALF_PAD
         )
-        scores = _log2_scores(
-            q1.to(dtype), q2.to(dtype), k1, k2, rows, cols, length, slope, ALIBI, PRECISION
+        q1, q2 = q1.to(dtype), q2.to(dtype)
+        best = tl.full([BLOCK_M], float("-inf"), tl.float32)
+        total = tl.zeros([BLOCK_M], tl.float32)
+        acc = tl.zeros([BLOCK_M, 2 * HALF_PAD], tl.float32)
+        best, total, acc = _softmax_step(
+            q1, q2, k1_a, k2_a, v_a, rows, cols, length, slope, best, total, acc, ALIBI, PRECISION
         )
-        weights = tl.exp2(scores - tl.max(scores, 1)[:, None])
-        out = tl.dot(weights.to(dtype), v, input_precision=PRECISION) / tl.sum(weights, 1)[:, None]
-        _store(out_ptr, out_row_stride, start, rows, length, head, out, HEAD_DIM, 2 * HALF_PAD)
+        if CHUNKS > 1:  # noqa: SIM102 (compile-time guard: the chunk may not exist)
+            if length > CHUNK:
+                best, total, acc = _softmax_step(
+                    q1, q2, k1_b, k2_b, v_b, rows, cols + CHUNK, length, slope, best, total, acc,
+                    ALIBI, PRECISION,
+                )  # fmt: skip
+        if CHUNKS > 2:  # noqa: SIM102 (compile-time guard: the chunk may not exist)
+            if length > 2 * CHUNK:
+                best, total, acc = _softmax_step(
+                    q1, q2, k1_c, k2_c, v_c, rows, cols + 2 * CHUNK, length, slope, best, total,
+                    acc, ALIBI, PRECISION,
+                )  # fmt: skip
+        if CHUNKS > 3:  # noqa: SIM102 (compile-time guard: the chunk may not exist)
+            if length > 3 * CHUNK:
+                best, total, acc = _softmax_step(
+                    q1, q2, k1_d, k2_d, v_d, rows, cols + 3 * CHUNK, length, slope, best, total,
+                    acc, ALIBI, PRECISION,
+                )  # fmt: skip
+        _store(out_at, out_row_stride, rows, length, acc / total[:, None], HEAD_DIM, 2 * HALF_PAD)
 
 
 @triton.jit(do_not_specialize=["blocks"])  # one compilation for every longest sequence
@@ -168,21 +207,13 @@ def _long_attention(
     length = tl.load(cu_seqlens_ptr + sequence + 1) - start
     if block * BLOCK_M >= length:
         return
+    q_at = q_ptr + start * q_row_stride + head * HEAD_DIM
+    k_at = k_ptr + start * k_row_stride + head * HEAD_DIM
+    v_at = v_ptr + start * v_row_stride + head * HEAD_DIM
     dtype = q_ptr.dtype.element_ty
     rows = block * BLOCK_M + tl.arange(0, BLOCK_M)
     q1, q2 = _load_rotated(
-        q_ptr,
-        q_row_stride,
-        start,
-        rows,
-        length,
-        head,
-        cos_ptr,
-        sin_ptr,
-        scale,
-        HEAD_DIM,
-        ROTARY,
-        HALF_PAD,
+        q_at, q_row_stride, rows, length, cos_ptr, sin_ptr, scale, HEAD_DIM, ROTARY, HALF_PAD
     )
     q1, q2 = q1.to(dtype), q2.to(dtype)
     slope = tl.load(alibi_ptr + head).to(tl.float32) if ALIBI else 0.0
@@ -191,41 +222,15 @@ def _long_attention(
     acc = tl.zeros([BLOCK_M, 2 * HALF_PAD], tl.float32)
     for first_col in range(0, length, BLOCK_N):
         cols = first_col + tl.arange(0, BLOCK_N)
-        k1, k2 = _load_rotated(
-            k_ptr,
-            k_row_stride,
-            start,
-            cols,
-            length,
-            head,
-            cos_ptr,
-            sin_ptr,
-            1.0,
-            HEAD_DIM,
-            ROTARY,
-            HALF_PAD,
+        k1, k2, v = _load_keys(
+            k_at, v_at, k_row_stride, v_row_stride, cols, length, cos_ptr, sin_ptr,
+            HEAD_DIM, ROTARY, HALF_PAD,
+        )  # fmt: skip
+        best, total, acc = _softmax_step(
+            q1, q2, k1, k2, v, rows, cols, length, slope, best, total, acc, ALIBI, PRECISION
         )
-        scores = _log2_scores(
-            q1, q2, k1.to(dtype), k2.to(dtype), rows, cols, length, slope, ALIBI, PRECISION
-        )
-        new_best = tl.maximum(best, tl.max(scores, 1))
-        rescale = tl.exp2(best - new_best)
-        weights = tl.exp2(scores - new_best[:, None])
-        total = total * rescale + tl.sum(weights, 1)
-        v = _load_values(v_ptr, v_row_stride, start, cols, length, head, HEAD_DIM, 2 * HALF_PAD)
-        acc = tl.dot(weights.to(dtype), v, acc * rescale[:, None], input_precision=PRECISION)
-        best = new_best
-    _store(
-        out_ptr,
-        out_row_stride,
-        start,
-        rows,
-        length,
-        head,
-        acc / total[:, None],
-        HEAD_DIM,
-        2 * HALF_PAD,
-    )
+    out_at = out_ptr + start * out_row_stride + head * HEAD_DIM
+    _store(out_at, out_row_stride, rows, length, acc / total[:, None], HEAD_DIM, 2 * HALF_PAD)
 
 
 def varlen_attention(
@@ -270,14 +275,22 @@ def varlen_attention(
     sequences = len(pack.lengths)
     with torch.cuda.device_of(q):  # Triton launches on the current device, not q's
         if pack.max_seqlen <= SHORT_LIMIT:
-            keys = max(16, triton.next_power_of_2(pack.max_seqlen))
-            tile = SHORT_TILES[max(64, keys)]
-            _short_attention[(sequences * heads,)](*arguments, BLOCK_N=keys, **options, **tile)
+            tile = _tile(SHORT_TILE, head_dim)
+            chunks = triton.cdiv(pack.max_seqlen, tile["CHUNK"])
+            _short_attention[(sequences * heads,)](*arguments, CHUNKS=chunks, **options, **tile)
         else:
-            blocks = triton.cdiv(pack.max_seqlen, LONG_TILE["BLOCK_M"])
+            tile = _tile(LONG_TILE, head_dim)
+            blocks = triton.cdiv(pack.max_seqlen, tile["BLOCK_M"])
             grid = (sequences * heads * blocks,)
-            _long_attention[grid](*arguments, blocks, **options, **LONG_TILE)
+            _long_attention[grid](*arguments, blocks, **options, **tile)
     return out
+
+
+def _tile(tile: dict, head_dim: int) -> dict:
+    """Larger heads need more registers than the cap measured for 64-dim ones."""
+    if head_dim <= TUNED_HEAD_DIM:
+        return tile
+    return {name: value for name, value in tile.items() if name != "maxnreg"}
 
 
 def offsets_fit_int32(rows: int, row_stride: int) -> bool:
