@@ -12,14 +12,13 @@ import argparse
 import json
 import random
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import torch
 from esm.data import Alphabet
 from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
-from workload import esm2_3b_random
+from workload import GpuSampler, esm2_3b_random
 
 from virnucpro_worker.models.classifier import ClassifierModel, MLPClassifier
 from virnucpro_worker.models.dnabert import DnabertConfig, DnabertModel, DnabertS
@@ -88,36 +87,6 @@ def random_models(device: torch.device, dtype: torch.dtype, tokenizer: Tokenizer
     return esm, dnabert, ClassifierModel(classifier, Path("random"), "", "random")
 
 
-class GpuBusy:
-    """Samples the GPU's utilisation counter (NVML) in a thread."""
-
-    def __init__(self, period: float = 0.1) -> None:
-        import pynvml
-
-        pynvml.nvmlInit()
-        self.nvml, self.period = pynvml, period
-        self.handle = pynvml.nvmlDeviceGetHandleByIndex(torch.cuda.current_device())
-        self.samples: list[int] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self.stop.wait(self.period):
-            self.samples.append(self.nvml.nvmlDeviceGetUtilizationRates(self.handle).gpu)
-
-    def __enter__(self) -> GpuBusy:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.thread.join()
-
-    @property
-    def share(self) -> float:
-        return sum(self.samples) / max(1, len(self.samples)) / 100
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--chunks", type=int, default=20000)
@@ -136,7 +105,7 @@ def main() -> None:
 
     torch.cuda.synchronize()
     start = time.perf_counter()
-    with GpuBusy() as busy:
+    with GpuSampler() as gpu:
         run = predict_file(predictor, fasta, 500, work / "out")
     total = time.perf_counter() - start
 
@@ -154,7 +123,8 @@ def main() -> None:
     )
     print(
         f"end to end: {total:.1f} s = {chunks / total:,.1f} chunks/s, {bases / total:,.0f} bp/s,"
-        f" {len(proteins) / total:,.1f} frames/s; GPU busy {busy.share:.0%}"
+        f" {len(proteins) / total:,.1f} frames/s; GPU busy {gpu.busy:.0%}, SM {gpu.sm_mhz:.0f} MHz,"
+        f" {gpu.watts:.0f} W"
     )
     print("stage seconds (inside the run): " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()))
     print(
@@ -169,7 +139,9 @@ def main() -> None:
                     "chunks": chunks,
                     "bases": bases,
                     "frames": len(proteins),
-                    "gpu_busy": busy.share,
+                    "gpu_busy": gpu.busy,
+                    "sm_mhz": gpu.sm_mhz,
+                    "watts": gpu.watts,
                     "stages": stages,
                     "esm_alone_seconds": esm_alone,
                 },

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 
 import torch
 from esm.model.esm2 import ESM2
@@ -40,7 +41,8 @@ def esm2_3b_random(device: torch.device, seed: int = 0) -> ESM2:
 
 
 def matmul_tflops(device: torch.device, size: int = 8192, repeats: int = 20) -> float:
-    """The bf16 GEMM ceiling of this card, on random data."""
+    """The bf16 GEMM ceiling of this card, on random data: by default a 30 ms burst, at the
+    clocks a card holds before its power limit pulls them down."""
     a = torch.randn(size, size, device=device, dtype=torch.bfloat16)
     b = torch.randn(size, size, device=device, dtype=torch.bfloat16)
     for _ in range(3):
@@ -53,3 +55,51 @@ def matmul_tflops(device: torch.device, size: int = 8192, repeats: int = 20) -> 
     torch.cuda.synchronize()
     seconds = start.elapsed_time(end) / 1000 / repeats
     return 2 * size**3 / seconds / 1e12
+
+
+class GpuSampler:
+    """Samples the GPU's utilisation, SM clock and power draw (NVML) in a thread."""
+
+    def __init__(self, period: float = 0.1) -> None:
+        import pynvml
+
+        pynvml.nvmlInit()
+        self.nvml, self.period = pynvml, period
+        self.handle = pynvml.nvmlDeviceGetHandleByIndex(torch.cuda.current_device())
+        self.samples: list[tuple[int, int, float]] = []  # (busy %, SM MHz, W)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        nvml, handle = self.nvml, self.handle
+        while not self.stop.wait(self.period):
+            self.samples.append(
+                (
+                    nvml.nvmlDeviceGetUtilizationRates(handle).gpu,
+                    nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM),
+                    nvml.nvmlDeviceGetPowerUsage(handle) / 1000,
+                )
+            )
+
+    def __enter__(self) -> GpuSampler:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    def mean(self, column: int) -> float:
+        return sum(s[column] for s in self.samples) / max(1, len(self.samples))
+
+    @property
+    def busy(self) -> float:
+        return self.mean(0) / 100
+
+    @property
+    def sm_mhz(self) -> float:
+        return self.mean(1)
+
+    @property
+    def watts(self) -> float:
+        return self.mean(2)
