@@ -5,6 +5,8 @@ share of the FLOPs but, through a generic kernel, a large share of the time: the
 scaling and rotary each cost a pass over memory before the kernel starts. This kernel reads q, k
 and v as strided views straight out of the fused qkv projection, scales q, applies rotary in fp32
 (REFERENCE 2.4) and, for DNABERT-S, ALiBi, and runs an online-softmax attention per sequence.
+Short sequences (all of VirNucPro's) go to a kernel that rotates each sequence's keys once and
+keeps them for all its queries; longer ones to a general kernel.
 
 On a host without a GPU, `TRITON_INTERPRET=1` runs it on the CPU (the tests do, in fp32).
 """
