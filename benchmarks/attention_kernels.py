@@ -10,6 +10,7 @@ qkv projection's output, rotary included (what a layer pays), and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 
 import numpy as np
@@ -76,20 +77,28 @@ def compare(name: str, heads: int, rotary: bool, alibi: bool, pack, device, swee
 def sweep_tiles(run) -> None:
     """Time the Triton kernels at each tile: the short-sequence kernel (keys in chunks) and
     the general one, forced."""
-    shipped_short, shipped_long = triton_varlen.SHORT_TILE, triton_varlen.LONG_TILE
     results = []
-    for tile in SHORT_TILES:
-        triton_varlen.SHORT_TILE = tile
-        results.append((time_or_none(run), "short", tile))
-    triton_varlen.SHORT_TILE = shipped_short
-    limit, triton_varlen.SHORT_LIMIT = triton_varlen.SHORT_LIMIT, 0
-    for tile in LONG_TILES:
-        triton_varlen.LONG_TILE = tile
-        results.append((time_or_none(run), "long", tile))
-    triton_varlen.SHORT_LIMIT, triton_varlen.LONG_TILE = limit, shipped_long
-    print(f"  shipped: short {shipped_short}, long {shipped_long}")
+    with shipped_tiles() as shipped:
+        for tile in SHORT_TILES:
+            triton_varlen.SHORT_TILE = tile
+            results.append((time_or_none(run), "short", tile))
+        triton_varlen.MAX_CHUNKS = 0  # every pack to the general kernel
+        for tile in LONG_TILES:
+            triton_varlen.LONG_TILE = tile
+            results.append((time_or_none(run), "long", tile))
+    print(f"  shipped: short {shipped[0]}, long {shipped[1]}")
     for us, kind, tile in sorted((r for r in results if r[0] is not None), key=lambda r: r[0])[:8]:
         print(f"  {kind:5} {us:6.0f} us  {tile}")
+
+
+@contextlib.contextmanager
+def shipped_tiles():
+    """The module's tile settings, put back however the sweep ends."""
+    saved = triton_varlen.SHORT_TILE, triton_varlen.LONG_TILE, triton_varlen.MAX_CHUNKS
+    try:
+        yield saved
+    finally:
+        triton_varlen.SHORT_TILE, triton_varlen.LONG_TILE, triton_varlen.MAX_CHUNKS = saved
 
 
 def time_or_none(run) -> float | None:

@@ -80,7 +80,7 @@ def main() -> None:
     with GpuSampler() as gpu:
         sustained = matmul_tflops(device, repeats=2000)
     print(
-        f"the same GEMMs sustained ({gpu.period * len(gpu.samples):.0f} s): {sustained:.0f} "
+        f"the same GEMMs sustained ({gpu.seconds:.0f} s): {sustained:.0f} "
         f"TFLOP/s, SM {gpu.sm_mhz:.0f} MHz, {gpu.watts:.0f} W",
         flush=True,
     )

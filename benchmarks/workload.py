@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 
 import torch
 from esm.model.esm2 import ESM2
@@ -58,39 +59,39 @@ def matmul_tflops(device: torch.device, size: int = 8192, repeats: int = 20) -> 
 
 
 class GpuSampler:
-    """Samples the GPU's utilisation, SM clock and power draw (NVML) in a thread."""
+    """Samples the GPU's utilisation, SM clock and power draw (NVML, through torch.cuda) in a
+    thread while the block runs. Without NVML (nvidia-ml-py) the means are NaN."""
 
     def __init__(self, period: float = 0.1) -> None:
-        import pynvml
-
-        pynvml.nvmlInit()
-        self.nvml, self.period = pynvml, period
-        self.handle = pynvml.nvmlDeviceGetHandleByIndex(torch.cuda.current_device())
-        self.samples: list[tuple[int, int, float]] = []  # (busy %, SM MHz, W)
+        self.device, self.period = torch.cuda.current_device(), period
+        self.samples: list[tuple[float, float, float]] = []  # (busy %, SM MHz, W)
+        self.seconds = 0.0
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
-        nvml, handle = self.nvml, self.handle
-        while not self.stop.wait(self.period):
-            self.samples.append(
-                (
-                    nvml.nvmlDeviceGetUtilizationRates(handle).gpu,
-                    nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM),
-                    nvml.nvmlDeviceGetPowerUsage(handle) / 1000,
-                )
-            )
+        cuda, device = torch.cuda, self.device
+        try:
+            while not self.stop.wait(self.period):
+                watts = cuda.power_draw(device) / 1000
+                self.samples.append((cuda.utilization(device), cuda.clock_rate(device), watts))
+        except Exception as error:  # no NVML, or a query this card does not answer
+            print(f"(no GPU samples: {error})")
 
     def __enter__(self) -> GpuSampler:
+        self.started = time.perf_counter()
         self.thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop.set()
         self.thread.join()
+        self.seconds = time.perf_counter() - self.started
 
     def mean(self, column: int) -> float:
-        return sum(s[column] for s in self.samples) / max(1, len(self.samples))
+        if not self.samples:
+            return float("nan")
+        return sum(sample[column] for sample in self.samples) / len(self.samples)
 
     @property
     def busy(self) -> float:

@@ -241,7 +241,7 @@ needs_triton = pytest.mark.skipif(
 @pytest.mark.parametrize("head_dim", [64, 24])
 @pytest.mark.parametrize("rotary", [False, True])
 @pytest.mark.parametrize("alibi", [False, True])
-@pytest.mark.parametrize("longest", [64, 130, 250, 300])  # 1, 3, 4 key chunks; general
+@pytest.mark.parametrize("longest", [64, 100, 130, 193, 256, 257])  # 1-4 key chunks; general
 def test_triton_kernel_equals_exact_attention(head_dim, rotary, alibi, longest):
     """Strided views of one qkv projection in, rotary (fair-esm: q scaled first) and ALiBi
     inside the kernel; several query and key blocks per sequence, and 1-token sequences."""
@@ -265,6 +265,23 @@ def test_triton_kernel_refuses_an_odd_head_dimension():
     q = torch.randn(3, 2, 5)
     with pytest.raises(ValueError, match="even head dimension"):
         triton_kernel().attend(q, q, q, pack, 1.0)
+
+
+@needs_triton
+def test_triton_kernel_refuses_mixed_dtypes():
+    pack = build_pack([0], [np.zeros(3, np.int64)])
+    q = torch.randn(3, 2, 4)
+    with pytest.raises(ValueError, match="differ in dtype"):
+        triton_kernel().attend(q, q, q.double(), pack, 1.0)
+
+
+@needs_triton
+def test_triton_register_cap_applies_only_to_the_head_size_it_was_measured_for():
+    from virnucpro_worker.attention.triton_varlen import SHORT_TILE, _tile  # needs Triton
+
+    assert _tile(SHORT_TILE, 64)["maxnreg"] == 128
+    assert "maxnreg" not in _tile(SHORT_TILE, 128)
+    assert _tile(SHORT_TILE, 128)["CHUNK"] == SHORT_TILE["CHUNK"]
 
 
 @needs_triton

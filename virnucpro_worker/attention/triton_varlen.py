@@ -24,7 +24,7 @@ LOG2_E = tl.constexpr(1.4426950408889634)
 # (benchmarks/attention_kernels.py). Capping registers at 128 lets four programs share an SM
 # instead of two or three: 848 vs 1007 us per ESM-2 3B layer (benchmarks/RESULTS.md).
 SHORT_TILE = {"BLOCK_M": 64, "CHUNK": 64, "num_warps": 4, "num_stages": 1, "maxnreg": 128}
-SHORT_LIMIT = 4 * SHORT_TILE["CHUNK"]  # the short kernel holds at most four chunks of keys
+MAX_CHUNKS = 4  # the short kernel holds at most four chunks of keys; longer: the general one
 LONG_TILE = {"BLOCK_M": 64, "BLOCK_N": 64, "num_warps": 4, "num_stages": 1, "maxnreg": 128}
 TUNED_HEAD_DIM = 64  # the register cap is measured for this head size only
 
@@ -94,8 +94,8 @@ def _softmax_step(
     q1, q2, k1, k2, v, rows, cols, length, slope, best, total, acc,
     ALIBI: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
-    """One block of keys of an online softmax: (running max, running sum, running output), all
-    in log2 units; keys past the sequence's end get no weight."""
+    """One block of keys of an online softmax: (running max, running sum, running output); the
+    scores and the max are in log2 units. Keys past the sequence's end get no weight."""
     scores = tl.dot(q1, tl.trans(k1), input_precision=PRECISION)
     scores = tl.dot(q2, tl.trans(k2), scores, input_precision=PRECISION)
     if ALIBI:
@@ -129,6 +129,7 @@ def _short_attention(
     """Sequences of at most CHUNKS * CHUNK tokens: one program per (sequence, head) rotates its
     keys once, in chunks it keeps for all its blocks of queries. A sequence skips the chunks
     past its end (a 102-token sequence in a pack of 168-token ones attends to two, not three)."""
+    tl.static_assert(CHUNKS <= 4, "the short kernel has code for four chunks of keys")
     head, sequence = tl.program_id(0) % heads, tl.program_id(0) // heads
     start = tl.load(cu_seqlens_ptr + sequence)
     length = tl.load(cu_seqlens_ptr + sequence + 1) - start
@@ -253,6 +254,8 @@ def varlen_attention(
     tokens, heads, head_dim = q.shape
     if head_dim % 2:
         raise ValueError(f"varlen_attention needs an even head dimension, not {head_dim}")
+    if not q.dtype == k.dtype == v.dtype:
+        raise ValueError(f"q, k and v differ in dtype: {q.dtype}, {k.dtype}, {v.dtype}")
     for x in (q, k, v):
         if x.stride(2) != 1 or x.stride(1) != head_dim:
             raise ValueError("varlen_attention needs rows of (heads, head_dim), dims contiguous")
@@ -276,10 +279,10 @@ def varlen_attention(
     }
     sequences = len(pack.lengths)
     with torch.cuda.device_of(q):  # Triton launches on the current device, not q's
-        if pack.max_seqlen <= SHORT_LIMIT:
-            tile = _tile(SHORT_TILE, head_dim)
-            chunks = triton.cdiv(pack.max_seqlen, tile["CHUNK"])
-            _short_attention[(sequences * heads,)](*arguments, CHUNKS=chunks, **options, **tile)
+        short = _tile(SHORT_TILE, head_dim)
+        chunks = triton.cdiv(pack.max_seqlen, short["CHUNK"])
+        if chunks <= MAX_CHUNKS:
+            _short_attention[(sequences * heads,)](*arguments, CHUNKS=chunks, **options, **short)
         else:
             tile = _tile(LONG_TILE, head_dim)
             blocks = triton.cdiv(pack.max_seqlen, tile["BLOCK_M"])
@@ -296,6 +299,6 @@ def _tile(tile: dict, head_dim: int) -> dict:
 
 
 def offsets_fit_int32(rows: int, row_stride: int) -> bool:
-    """The kernels address rows with 32-bit offsets (65,536-token packs of ESM-2 3B's fused
-    projection reach about 2^29)."""
+    """The kernels address rows with 32-bit offsets, the start of a pack's last sequence being
+    the largest (65,536-token packs of ESM-2 3B's fused projection reach about 2^29)."""
     return rows * row_stride < 2**31
