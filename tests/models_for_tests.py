@@ -55,3 +55,15 @@ def norm_inputs(width: int, deltas: int, dtype: torch.dtype, device: str = "cpu"
     x = torch.randn(7, width) * 3 + 1
     added = [torch.randn(7, width).to(device, dtype) for _ in range(deltas)]
     return norm.to(device, dtype), x.to(device, dtype), added
+
+
+def every_16_bit_value(dtype: torch.dtype, device: str = "cpu") -> torch.Tensor:
+    bits = torch.arange(-(2**15), 2**15, dtype=torch.int32, device=device)
+    return bits.to(torch.int16).view(dtype)
+
+
+def assert_same_bits(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    """Equal bit for bit, except that any NaN matches any NaN."""
+    nan = expected.isnan()
+    assert torch.equal(actual.isnan(), nan)
+    assert torch.equal(actual[~nan].view(torch.int16), expected[~nan].view(torch.int16))

@@ -8,8 +8,15 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from esm.data import Alphabet
-from models_for_tests import norm_inputs, random_esm2, random_proteins
+from models_for_tests import (
+    assert_same_bits,
+    every_16_bit_value,
+    norm_inputs,
+    random_esm2,
+    random_proteins,
+)
 
 from virnucpro_flash_varlen import PackedEsmEncoder
 from virnucpro_flash_varlen.fused_ops import _triton_fused
@@ -320,3 +327,23 @@ def test_fused_add_layer_norm_equals_pytorch(width, deltas):
     assert torch.allclose(summed, expected, rtol=0, atol=1e-6)
     assert torch.allclose(normalized, norm(expected), rtol=1e-5, atol=1e-5)
     assert torch.equal(_triton_fused(x, added, norm, keep_sum=False)[1], normalized)
+
+
+@needs_triton
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_gelu_kernel_returns_pytorchs_gelu_for_every_16_bit_value(dtype):
+    """In Triton's interpreter; the GPU test checks it against the GPU's own F.gelu."""
+    from virnucpro_flash_varlen.fused_ops import _gelu_in_place, _gelu_table  # needs Triton
+
+    torch.manual_seed(0)
+    x = torch.cat([every_16_bit_value(dtype), (torch.randn(5000) * 3).to(dtype)])
+    expected = F.gelu(x)
+    _gelu_in_place[(3,)](x, _gelu_table(CPU, dtype), x.numel(), BLOCK=4096)
+    assert_same_bits(x, expected)
+
+
+def test_exact_gelu_off_the_gpu_is_pytorchs():
+    from virnucpro_flash_varlen.fused_ops import exact_gelu
+
+    x = torch.randn(7, 5)
+    assert torch.equal(exact_gelu(x), F.gelu(x))

@@ -11,10 +11,16 @@ import torch
 import torch.nn.functional as F
 from esm.data import Alphabet
 from esm.model.esm2 import ESM2
-from models_for_tests import model_args, norm_inputs, random_proteins
+from models_for_tests import (
+    assert_same_bits,
+    every_16_bit_value,
+    model_args,
+    norm_inputs,
+    random_proteins,
+)
 
 from virnucpro_flash_varlen import PackedEsmEncoder
-from virnucpro_flash_varlen.fused_ops import residual_add_layer_norm
+from virnucpro_flash_varlen.fused_ops import exact_gelu, residual_add_layer_norm
 from virnucpro_v1_bmm import FairEsmEncoder
 from virnucpro_worker.attention.hookspecs import EncoderSettings
 from virnucpro_worker.attention.kernels import select_kernel, usable_kernels
@@ -172,3 +178,15 @@ def test_fused_add_layer_norm_in_bf16_matches_fp32(deltas):
     assert torch.equal(summed, exact.bfloat16())
     expected = F.layer_norm(exact, (2560,), norm.weight.float(), norm.bias.float(), norm.eps)
     assert torch.allclose(normalized.float(), expected, rtol=4e-3, atol=4e-3)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_gelu_kernel_returns_this_gpus_gelu_for_every_16_bit_value(dtype):
+    """All 65,536 bit patterns and an fc1-sized tensor: F.gelu's bits on this GPU, in place."""
+    every = every_16_bit_value(dtype, "cuda")
+    actual = every.clone()
+    assert exact_gelu(actual) is actual
+    assert_same_bits(actual, F.gelu(every))
+    torch.manual_seed(0)
+    fc1 = (torch.randn(65536, 10240, device="cuda") * 2 - 0.5).to(dtype)
+    assert torch.equal(exact_gelu(fc1.clone()).view(torch.int16), F.gelu(fc1).view(torch.int16))

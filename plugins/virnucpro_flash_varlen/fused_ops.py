@@ -1,13 +1,19 @@
-"""Residual adds and LayerNorm in one pass over memory (a Triton kernel on CUDA; the same
-arithmetic in PyTorch ops elsewhere).
+"""Residual adds and LayerNorm in one pass over memory, and the exact GELU by table lookup
+(Triton kernels on CUDA; PyTorch ops elsewhere).
 
 The previous layer's MLP output is added inside this layer's first norm, without storing the
 sum, and stored with the attention output added in the second norm: one rounding of the stream
 per layer instead of two, and the norms see the unrounded sum (as torch.compile's fusion of the
 same ops does). Reads and writes are half those of separate PyTorch ops.
+
+PyTorch's exact (erf) GELU is bound by its erf arithmetic rather than by memory. A 16-bit input
+has only 65,536 values, so the GELU kernel looks each one up in PyTorch's own results for all of
+them, held in shared memory: bit for bit what `F.gelu` returns, with no arithmetic at all.
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +26,10 @@ except ImportError:  # CUDA builds of PyTorch bring Triton; elsewhere the PyTorc
     triton = None
 
 Deltas = tuple[torch.Tensor | None, ...]
+GELU_TABLE_BYTES = 2**16 * 2  # every 16-bit pattern's result, in one program's shared memory
+# One program per SM (the table takes 128 KiB of its shared memory), measured on an H200 with
+# fc1's output of ESM-2 3B (benchmarks/RESULTS.md).
+GELU_TILE = {"BLOCK": 16384, "num_warps": 32}
 
 
 def add_layer_norm(x: torch.Tensor, deltas: Deltas, norm: nn.LayerNorm) -> torch.Tensor:
@@ -32,6 +42,36 @@ def residual_add_layer_norm(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(s, norm(s)) with s = x + the deltas, s rounded to x's dtype once."""
     return _fused(x, deltas, norm, keep_sum=True)
+
+
+def exact_gelu(x: torch.Tensor) -> torch.Tensor:
+    """`F.gelu(x)` (the erf form, REFERENCE 2) bit for bit; contiguous bf16/fp16 CUDA tensors
+    are overwritten with it."""
+    if not _gelu_kernel_applies(x):
+        return F.gelu(x)
+    programs = torch.cuda.get_device_properties(x.device).multi_processor_count
+    grid = (min(programs, triton.cdiv(x.numel(), GELU_TILE["BLOCK"])),)
+    with torch.cuda.device_of(x):  # Triton launches on the current device, not x's
+        _gelu_in_place[grid](x, _gelu_table(x.device, x.dtype), x.numel(), **GELU_TILE)
+    return x
+
+
+def _gelu_kernel_applies(x: torch.Tensor) -> bool:
+    if not (x.is_cuda and triton is not None and x.is_contiguous()):
+        return False
+    if x.dtype not in (torch.bfloat16, torch.float16):
+        return False
+    if not 0 < x.numel() <= 2**31 - GELU_TILE["BLOCK"]:  # the kernel counts in 32 bits
+        return False
+    properties = torch.cuda.get_device_properties(x.device)
+    return getattr(properties, "shared_memory_per_block_optin", 0) >= GELU_TABLE_BYTES
+
+
+@functools.cache
+def _gelu_table(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """F.gelu of every value of a 16-bit dtype, in the order of their bit patterns as int16."""
+    patterns = torch.arange(-(2**15), 2**15, dtype=torch.int32, device=device)
+    return F.gelu(patterns.to(torch.int16).view(dtype))
 
 
 def _fused(
@@ -112,3 +152,13 @@ if triton is not None:
         bias = tl.load(bias_ptr + columns, mask=inside, other=0.0).to(tl.float32)
         out = centered * inverse_std * weight + bias
         tl.store(out_ptr + row + columns, out.to(out_ptr.dtype.element_ty), mask=inside)
+
+    @triton.jit
+    def _gelu_in_place(x_ptr, table_ptr, count, BLOCK: tl.constexpr):
+        table = tl.load(table_ptr + tl.arange(0, 65536))
+        for first in range(tl.program_id(0) * BLOCK, count, tl.num_programs(0) * BLOCK):
+            at = first + tl.arange(0, BLOCK)
+            inside = at < count
+            x = tl.load(x_ptr + at, mask=inside, other=0.0)
+            pattern = x.to(tl.int16, bitcast=True).to(tl.int32) + 2**15
+            tl.store(x_ptr + at, tl.gather(table, pattern, 0), mask=inside)

@@ -8,7 +8,6 @@ restarting at each BOS, q scaled before rotary (the kernels see to both), exact 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from esm.model.esm2 import ESM2
 from torch import nn
 
@@ -16,7 +15,7 @@ from virnucpro_worker.attention.kernels import AttentionKernel
 from virnucpro_worker.attention.packing import Pack
 from virnucpro_worker.attention.rotary import rotary_tables
 
-from .fused_ops import add_layer_norm, residual_add_layer_norm
+from .fused_ops import add_layer_norm, exact_gelu, residual_add_layer_norm
 
 MASK_RATIO_TRAIN = 0.15 * 0.8  # fair-esm's token-dropout constant, applied even in eval
 
@@ -64,7 +63,7 @@ class PackedLayer(nn.Module):
             kernel.attend(q, k, v, pack, self.scaling, rotary=rotary).flatten(1)
         )
         x, normalized = residual_add_layer_norm(x, (mlp_output, attended), self.final_norm)
-        return x, self.fc2(F.gelu(self.fc1(normalized)))  # exact (erf) GELU
+        return x, self.fc2(exact_gelu(self.fc1(normalized)))
 
 
 class PackedEsm2(nn.Module):
