@@ -29,7 +29,7 @@ Deltas = tuple[torch.Tensor | None, ...]
 GELU_TABLE_BYTES = 2**16 * 2  # every 16-bit pattern's result, in one program's shared memory
 # One program per SM (the table takes 128 KiB of its shared memory), measured on an H200 with
 # fc1's output of ESM-2 3B (benchmarks/RESULTS.md).
-GELU_TILE = {"BLOCK": 16384, "num_warps": 32}
+GELU_TILE = {"BLOCK": 32768, "num_warps": 16}
 
 
 def add_layer_norm(x: torch.Tensor, deltas: Deltas, norm: nn.LayerNorm) -> torch.Tensor:
