@@ -6,9 +6,11 @@ sum, and stored with the attention output added in the second norm: one rounding
 per layer instead of two, and the norms see the unrounded sum (as torch.compile's fusion of the
 same ops does). Reads and writes are half those of separate PyTorch ops.
 
-PyTorch's exact (erf) GELU is bound by its erf arithmetic rather than by memory. A 16-bit input
-has only 65,536 values, so the GELU kernel looks each one up in PyTorch's own results for all of
-them, held in shared memory: bit for bit what `F.gelu` returns, with no arithmetic at all.
+PyTorch's exact (erf) GELU spends time and power on erf arithmetic, and the GPU is at its power
+limit through ESM-2: what the GELU draws, the GEMMs lose in clock. A 16-bit input has only 65,536
+values, so the GELU kernel looks each one up in PyTorch's own results for all of them, held in
+shared memory: bit for bit what `F.gelu` returns, with no arithmetic at all (0.3-0.75 points of
+MFU in ESM-2 3B, benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
