@@ -69,11 +69,16 @@ def _gelu_kernel_applies(x: torch.Tensor) -> bool:
     return getattr(properties, "shared_memory_per_block_optin", 0) >= GELU_TABLE_BYTES
 
 
+def every_16_bit_value(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """All 65,536 values of a 16-bit dtype, in the order of their bit patterns read as int16."""
+    patterns = torch.arange(-(2**15), 2**15, dtype=torch.int32, device=device)
+    return patterns.to(torch.int16).view(dtype)
+
+
 @functools.cache
 def _gelu_table(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """F.gelu of every value of a 16-bit dtype, in the order of their bit patterns as int16."""
-    patterns = torch.arange(-(2**15), 2**15, dtype=torch.int32, device=device)
-    return F.gelu(patterns.to(torch.int16).view(dtype))
+    """F.gelu of every value of a 16-bit dtype, indexed by its bit pattern as int16 + 2^15."""
+    return F.gelu(every_16_bit_value(dtype, device))
 
 
 def _fused(
