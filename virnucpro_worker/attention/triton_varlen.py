@@ -6,13 +6,15 @@ scaling and rotary each cost a pass over memory before the kernel starts. This k
 and v as strided views straight out of the fused qkv projection, scales q, applies rotary in fp32
 (REFERENCE 2.4) and, for DNABERT-S, ALiBi, and runs an online-softmax attention per sequence.
 Short sequences (all of VirNucPro's) go to a kernel that rotates each sequence's keys once and
-keeps them for all its queries; longer ones to a general kernel.
+keeps them for all its queries, launched once per number of key chunks; longer ones to a general
+kernel.
 
 On a host without a GPU, `TRITON_INTERPRET=1` runs it on the CPU (the tests do, in fp32).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import triton
 import triton.language as tl
@@ -91,16 +93,20 @@ def _load_keys(
 
 @triton.jit
 def _softmax_step(
-    q1, q2, k1, k2, v, rows, cols, length, slope, best, total, acc,
-    ALIBI: tl.constexpr, PRECISION: tl.constexpr,
+    q1, q2, k1, k2, v, rows, cols, valid, slope, best, total, acc,
+    ALIBI: tl.constexpr, PRECISION: tl.constexpr, MASKED: tl.constexpr,
 ):  # fmt: skip
     """One block of keys of an online softmax: (running max, running sum, running output); the
-    scores and the max are in log2 units. Keys past the sequence's end get no weight."""
+    scores and the max are in log2 units. Where MASKED, only the block's first `valid` keys
+    belong to the sequence; the others get no weight."""
     scores = tl.dot(q1, tl.trans(k1), input_precision=PRECISION)
     scores = tl.dot(q2, tl.trans(k2), scores, input_precision=PRECISION)
     if ALIBI:
         scores -= slope * tl.abs(rows[:, None] - cols[None, :]).to(tl.float32)
-    scores = tl.where((cols < length)[None, :], scores * LOG2_E, float("-inf"))
+    scores *= LOG2_E
+    if MASKED:
+        inside = tl.arange(0, scores.shape[1]) < valid
+        scores = tl.where(inside[None, :], scores, float("-inf"))
     new_best = tl.maximum(best, tl.max(scores, 1))
     rescale = tl.exp2(best - new_best)
     weights = tl.exp2(scores - new_best[:, None])
@@ -118,21 +124,23 @@ def _store(at, row_stride, rows, length, out, HEAD_DIM: tl.constexpr, PAD: tl.co
     )
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["first"])  # one compilation per chunk count, not per bucket
 def _short_attention(
-    q_ptr, k_ptr, v_ptr, out_ptr, cu_seqlens_ptr, cos_ptr, sin_ptr, alibi_ptr, scale,
-    q_row_stride, k_row_stride, v_row_stride, out_row_stride, heads,
+    q_ptr, k_ptr, v_ptr, out_ptr, cu_seqlens_ptr, sequences_ptr, cos_ptr, sin_ptr, alibi_ptr,
+    scale, q_row_stride, k_row_stride, v_row_stride, out_row_stride, heads, first,
     HEAD_DIM: tl.constexpr, ROTARY: tl.constexpr, ALIBI: tl.constexpr,
     PRECISION: tl.constexpr, HALF_PAD: tl.constexpr, BLOCK_M: tl.constexpr, CHUNK: tl.constexpr,
     CHUNKS: tl.constexpr,
 ):  # fmt: skip
-    """Sequences of at most CHUNKS * CHUNK tokens: one program per (sequence, head) rotates its
-    keys once, in chunks it keeps for all its blocks of queries. A sequence skips the chunks
-    past its end (a 102-token sequence in a pack of 168-token ones attends to two, not three)."""
+    """Sequences of exactly CHUNKS chunks of keys, listed from `first` in `sequences_ptr`: one
+    program per (sequence, head) rotates its keys once, in chunks it keeps for all its blocks of
+    queries. Only the last chunk can hold keys past the sequence's end."""
     tl.static_assert(CHUNKS <= 4, "the short kernel has code for four chunks of keys")
-    head, sequence = tl.program_id(0) % heads, tl.program_id(0) // heads
+    head = tl.program_id(0) % heads
+    sequence = tl.load(sequences_ptr + first + tl.program_id(0) // heads)
     start = tl.load(cu_seqlens_ptr + sequence)
     length = tl.load(cu_seqlens_ptr + sequence + 1) - start
+    in_last = length - (CHUNKS - 1) * CHUNK  # keys of the sequence in its last chunk
     q_at = q_ptr + start * q_row_stride + head * HEAD_DIM
     k_at = k_ptr + start * k_row_stride + head * HEAD_DIM
     v_at = v_ptr + start * v_row_stride + head * HEAD_DIM
@@ -170,26 +178,24 @@ def _short_attention(
         total = tl.zeros([BLOCK_M], tl.float32)
         acc = tl.zeros([BLOCK_M, 2 * HALF_PAD], tl.float32)
         best, total, acc = _softmax_step(
-            q1, q2, k1_a, k2_a, v_a, rows, cols, length, slope, best, total, acc, ALIBI, PRECISION
-        )
-        if CHUNKS > 1:  # noqa: SIM102 (compile-time guard: the chunk may not exist)
-            if length > CHUNK:
-                best, total, acc = _softmax_step(
-                    q1, q2, k1_b, k2_b, v_b, rows, cols + CHUNK, length, slope, best, total, acc,
-                    ALIBI, PRECISION,
-                )  # fmt: skip
-        if CHUNKS > 2:  # noqa: SIM102 (compile-time guard: the chunk may not exist)
-            if length > 2 * CHUNK:
-                best, total, acc = _softmax_step(
-                    q1, q2, k1_c, k2_c, v_c, rows, cols + 2 * CHUNK, length, slope, best, total,
-                    acc, ALIBI, PRECISION,
-                )  # fmt: skip
-        if CHUNKS > 3:  # noqa: SIM102 (compile-time guard: the chunk may not exist)
-            if length > 3 * CHUNK:
-                best, total, acc = _softmax_step(
-                    q1, q2, k1_d, k2_d, v_d, rows, cols + 3 * CHUNK, length, slope, best, total,
-                    acc, ALIBI, PRECISION,
-                )  # fmt: skip
+            q1, q2, k1_a, k2_a, v_a, rows, cols, in_last, slope, best, total, acc,
+            ALIBI, PRECISION, CHUNKS == 1,
+        )  # fmt: skip
+        if CHUNKS > 1:
+            best, total, acc = _softmax_step(
+                q1, q2, k1_b, k2_b, v_b, rows, cols + CHUNK, in_last, slope, best, total, acc,
+                ALIBI, PRECISION, CHUNKS == 2,
+            )  # fmt: skip
+        if CHUNKS > 2:
+            best, total, acc = _softmax_step(
+                q1, q2, k1_c, k2_c, v_c, rows, cols + 2 * CHUNK, in_last, slope, best, total,
+                acc, ALIBI, PRECISION, CHUNKS == 3,
+            )  # fmt: skip
+        if CHUNKS > 3:
+            best, total, acc = _softmax_step(
+                q1, q2, k1_d, k2_d, v_d, rows, cols + 3 * CHUNK, in_last, slope, best, total,
+                acc, ALIBI, PRECISION, CHUNKS == 4,
+            )  # fmt: skip
         _store(out_at, out_row_stride, rows, length, acc / total[:, None], HEAD_DIM, 2 * HALF_PAD)
 
 
@@ -230,8 +236,9 @@ def _long_attention(
             HEAD_DIM, ROTARY, HALF_PAD,
         )  # fmt: skip
         best, total, acc = _softmax_step(
-            q1, q2, k1, k2, v, rows, cols, length, slope, best, total, acc, ALIBI, PRECISION
-        )
+            q1, q2, k1, k2, v, rows, cols, length - first_col, slope, best, total, acc,
+            ALIBI, PRECISION, True,
+        )  # fmt: skip
     out_at = out_ptr + start * out_row_stride + head * HEAD_DIM
     _store(out_at, out_row_stride, rows, length, acc / total[:, None], HEAD_DIM, 2 * HALF_PAD)
 
@@ -265,9 +272,10 @@ def varlen_attention(
         raise ValueError("rotary tables must be contiguous [positions, head_dim]")
     cos, sin = rotary if rotary is not None else (q, q)  # q: a placeholder, never read
     out = torch.empty(tokens, heads, head_dim, device=q.device, dtype=q.dtype)
-    arguments = [
-        q, k, v, out, pack.cu_seqlens, cos, sin,
-        alibi_slopes if alibi_slopes is not None else q,
+    # The short kernel takes its list of sequences between these two.
+    leading = [q, k, v, out, pack.cu_seqlens]
+    trailing = [
+        cos, sin, alibi_slopes if alibi_slopes is not None else q,
         scale, q.stride(0), k.stride(0), v.stride(0), out.stride(0), heads,
     ]  # fmt: skip
     options = {
@@ -277,18 +285,39 @@ def varlen_attention(
         "PRECISION": "ieee" if q.dtype == torch.float32 else "tf32",
         "HALF_PAD": max(16, triton.next_power_of_2(head_dim // 2)),
     }
-    sequences = len(pack.lengths)
+    short = _tile(SHORT_TILE, head_dim)
     with torch.cuda.device_of(q):  # Triton launches on the current device, not q's
-        short = _tile(SHORT_TILE, head_dim)
-        chunks = triton.cdiv(pack.max_seqlen, short["CHUNK"])
-        if chunks <= MAX_CHUNKS:
-            _short_attention[(sequences * heads,)](*arguments, CHUNKS=chunks, **options, **short)
+        if triton.cdiv(pack.max_seqlen, short["CHUNK"]) <= MAX_CHUNKS:
+            sequences, counts = _by_chunk_count(pack, short["CHUNK"])
+            first = 0
+            for chunks, count in enumerate(counts):
+                if chunks and count:
+                    _short_attention[(count * heads,)](
+                        *leading, sequences, *trailing, first, CHUNKS=chunks, **options, **short
+                    )
+                first += count
         else:
             tile = _tile(LONG_TILE, head_dim)
             blocks = triton.cdiv(pack.max_seqlen, tile["BLOCK_M"])
-            grid = (sequences * heads * blocks,)
-            _long_attention[grid](*arguments, blocks, **options, **tile)
+            grid = (len(pack.lengths) * heads * blocks,)
+            _long_attention[grid](*leading, *trailing, blocks, **options, **tile)
     return out
+
+
+def _by_chunk_count(pack: Pack, chunk: int) -> tuple[torch.Tensor, list[int]]:
+    """The pack's sequences ordered by their number of key chunks (on the pack's device), and
+    how many have 0, 1, ... MAX_CHUNKS. Each count gets its own kernel, which knows at compile
+    time which chunk is the last: a branch per chunk cost layout conversions and register spills
+    (889 vs 748 us per ESM-2 3B layer on an H100, benchmarks/RESULTS.md)."""
+
+    def group() -> tuple[torch.Tensor, list[int]]:
+        chunks = -(-np.asarray(pack.lengths) // chunk)
+        sequences = torch.from_numpy(np.argsort(chunks, kind="stable").astype(np.int32))
+        if pack.cu_seqlens.is_cuda:  # from pinned memory, the copy does not wait for the GPU
+            sequences = sequences.pin_memory().to(pack.cu_seqlens.device, non_blocking=True)
+        return sequences, np.bincount(chunks, minlength=MAX_CHUNKS + 1).tolist()
+
+    return pack.cached(f"triton-varlen sequences by chunks of {chunk}", group)
 
 
 def _tile(tile: dict, head_dim: int) -> dict:
