@@ -29,7 +29,7 @@ from virnucpro_worker.attention.kernels import (
     select_kernel,
     triton_varlen_attention,
 )
-from virnucpro_worker.attention.packing import build_pack, plan_packs
+from virnucpro_worker.attention.packing import MeansInInputOrder, build_pack, plan_packs
 from virnucpro_worker.attention.registry import (
     available_backends,
     choose_backend_name,
@@ -99,6 +99,13 @@ def test_packs_are_at_least_90_percent_full_on_a_realistic_mix(budget):
     fill = [sum(lengths[i] for i in pack) / budget for pack in packs[:-1]]
     assert len(packs) > 3 and min(fill) >= 0.9
     assert sorted(i for pack in packs for i in pack) == list(range(len(lengths)))
+
+
+def test_means_come_back_in_input_order():
+    means = MeansInInputOrder(5, 2)
+    means.add([3, 0], torch.tensor([[3.0, 3.0], [0.0, 0.0]]))
+    means.add([4, 1, 2], torch.tensor([[4.0, 4.0], [1.0, 1.0], [2.0, 2.0]]))
+    assert torch.equal(means.result(), torch.arange(5.0)[:, None].expand(5, 2))
 
 
 def test_changing_one_sequence_leaves_the_others_unchanged():

@@ -16,7 +16,12 @@ from esm.data import Alphabet
 
 from virnucpro_worker.attention.hookspecs import EncoderSettings, hookimpl
 from virnucpro_worker.attention.kernels import AttentionKernel, select_kernel
-from virnucpro_worker.attention.packing import build_pack, plan_packs, segment_mean
+from virnucpro_worker.attention.packing import (
+    MeansInInputOrder,
+    build_pack,
+    plan_packs,
+    segment_mean,
+)
 from virnucpro_worker.models.dnabert import DnabertEncoder, DnabertModel
 from virnucpro_worker.models.esm2 import MAX_RESIDUES, Esm2Model
 
@@ -68,24 +73,16 @@ class PackedEsmEncoder:
         """The host never waits for the GPU until the end: it tokenizes and packs the next pack
         while the GPU runs this one, and the means come back by asynchronous copies."""
         device = self.settings.device
-        on_gpu = device.type == "cuda"
         lengths = [min(len(protein), MAX_RESIDUES) + 2 for protein in sequences]
-        arrived = torch.empty(len(sequences), self.dim, pin_memory=on_gpu)  # in pack order
-        orders: list[int] = []
+        means = MeansInInputOrder(len(sequences), self.dim)
         for order in plan_packs(lengths, self.token_budget):
             tokens = {index: self.tokenize(sequences[index]) for index in order}
-            pack = build_pack(order, tokens, pin=on_gpu).to(device)
+            pack = build_pack(order, tokens, pin=device.type == "cuda").to(device)
             hidden = self.network(pack, self.attention)
             length = torch.diff(pack.cu_seqlens)[pack.sequence_index]
             residue = (pack.positions > 0) & (pack.positions < length - 1)  # no BOS, no EOS
-            rows = arrived[len(orders) : len(orders) + len(order)]
-            rows.copy_(segment_mean(hidden, pack, residue), non_blocking=True)
-            orders.extend(order)
-        if on_gpu:
-            torch.cuda.synchronize(device)
-        out = torch.empty(len(sequences), self.dim)
-        out[orders] = arrived
-        return out
+            means.add(order, segment_mean(hidden, pack, residue))
+        return means.result()
 
 
 class FlashVarlenBackend:

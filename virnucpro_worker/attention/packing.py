@@ -98,3 +98,36 @@ def segment_mean(
         )
     sums = torch.zeros(rows, hidden.shape[-1], device=hidden.device).index_add_(0, index, values)
     return sums / counts.clamp_min(1).unsqueeze(-1)
+
+
+class MeansInInputOrder:
+    """Per-sequence means, a pack at a time, collected on the host in input order.
+
+    On a GPU each pack's means start their copy to pinned host memory as soon as they are
+    queued, and the host goes on packing the next pack: it waits only in `result`, and there it
+    puts the early packs in place while the GPU still runs the last ones.
+    """
+
+    def __init__(self, count: int, width: int) -> None:
+        self.count, self.width = count, width
+        self.parts: list[tuple[list[int], torch.Tensor, torch.cuda.Event | None]] = []
+
+    def add(self, order: list[int], means: torch.Tensor) -> None:
+        """`means` [len(order), width], row i belonging to input `order[i]`."""
+        if not means.is_cuda:
+            self.parts.append((order, means, None))
+            return
+        host = torch.empty(means.shape, dtype=means.dtype, pin_memory=True)
+        host.copy_(means, non_blocking=True)
+        copied = torch.cuda.Event()
+        copied.record(torch.cuda.current_stream(means.device))
+        self.parts.append((order, host, copied))
+
+    def result(self) -> torch.Tensor:
+        """float32 [count, width] on the CPU."""
+        out = torch.empty(self.count, self.width)
+        for order, means, copied in self.parts:
+            if copied is not None:
+                copied.synchronize()
+            out[order] = means.float()
+        return out

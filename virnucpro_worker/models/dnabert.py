@@ -26,7 +26,13 @@ from torch import nn
 
 from ..attention.hookspecs import EncoderSettings
 from ..attention.kernels import AttentionKernel
-from ..attention.packing import Pack, build_pack, plan_packs, segment_mean
+from ..attention.packing import (
+    MeansInInputOrder,
+    Pack,
+    build_pack,
+    plan_packs,
+    segment_mean,
+)
 from ..errors import UserError, first_line
 from ..files import atomic_write, sha256_of
 
@@ -360,18 +366,13 @@ class DnabertEncoder:
             encoding.ids for encoding in self.model.tokenizer.encode_batch(list(sequences))
         ]
         device = self.settings.device
-        means, rows = [], []
+        means = MeansInInputOrder(len(token_lists), hidden)
         with torch.inference_mode():
             for order in plan_packs([len(t) for t in token_lists], self.settings.token_budget):
                 pack = build_pack(order, token_lists, pin=device.type == "cuda").to(device)
                 states = self.model.module.forward_packed(pack, self._attention)
-                means.append(segment_mean(states, pack))
-                rows += order
-            # One device-to-host copy at the end, so the host never waits between packs.
-            embeddings = torch.cat(means).cpu()
-        ordered = torch.empty(len(token_lists), hidden)
-        ordered[rows] = embeddings
-        return ordered
+                means.add(order, segment_mean(states, pack))
+        return means.result()
 
 
 def save_dnabert_folder(module: DnabertS, tokenizer: tokenizers.Tokenizer, folder: Path) -> None:
