@@ -360,8 +360,6 @@ class DnabertEncoder:
     def embed(self, sequences: Sequence[str]) -> torch.Tensor:
         """Float32 CPU rows [N, hidden] in input order."""
         hidden = self.model.module.config.hidden_size
-        if not sequences:
-            return torch.empty(0, hidden)
         token_lists = [
             encoding.ids for encoding in self.model.tokenizer.encode_batch(list(sequences))
         ]
