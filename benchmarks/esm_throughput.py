@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from esm.data import Alphabet
 from workload import GpuSampler, esm2_3b_random, matmul_tflops, random_proteins
 
-from virnucpro_flash_varlen import PackedEsmEncoder
-from virnucpro_v1_bmm import FairEsmEncoder
-from virnucpro_worker.attention.hookspecs import EncoderSettings
+from virnucpro_flash_varlen.encoders import PackedEsmEncoder
+from virnucpro_v1_bmm.encoder import FairEsmEncoder
+from virnucpro_worker.attention.encoding import EncoderSettings
 from virnucpro_worker.attention.kernels import usable_kernels
 from virnucpro_worker.models.esm2 import Esm2Model
 

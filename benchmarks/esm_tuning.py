@@ -18,9 +18,10 @@ from esm.data import Alphabet
 from esm_throughput import FLOP_PER_TOKEN, measure
 from workload import esm2_3b_random, matmul_tflops, random_proteins
 
-from virnucpro_flash_varlen import ESM_TOKEN_BUDGET, PackedEsmEncoder, fused_ops, packed_esm2
-from virnucpro_v1_bmm import FairEsmEncoder
-from virnucpro_worker.attention.hookspecs import EncoderSettings
+from virnucpro_flash_varlen import fused_ops, packed_esm2
+from virnucpro_flash_varlen.encoders import ESM_TOKEN_BUDGET, PackedEsmEncoder
+from virnucpro_v1_bmm.encoder import FairEsmEncoder
+from virnucpro_worker.attention.encoding import EncoderSettings
 from virnucpro_worker.models.esm2 import Esm2Model
 
 SHAPES = [(2560, 7680), (2560, 2560), (2560, 10240), (10240, 2560)]  # qkv, out, fc1, fc2

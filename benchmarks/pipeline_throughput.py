@@ -23,7 +23,8 @@ from workload import GpuSampler, esm2_3b_random
 from virnucpro_worker.models.classifier import ClassifierModel, MLPClassifier
 from virnucpro_worker.models.dnabert import DnabertConfig, DnabertModel, DnabertS
 from virnucpro_worker.models.esm2 import Esm2Model
-from virnucpro_worker.pipeline.predictor import ModelChoice, Predictor
+from virnucpro_worker.models.model_files import ModelFiles
+from virnucpro_worker.pipeline.predictor import LoadedModels, Predictor
 from virnucpro_worker.pipeline.run import predict_file
 from virnucpro_worker.sequences.fasta import read_fasta
 from virnucpro_worker.sequences.prepare import prepared_blocks
@@ -84,7 +85,9 @@ def random_models(device: torch.device, dtype: torch.dtype, tokenizer: Tokenizer
     with device:
         dnabert = DnabertModel(DnabertS(config).eval().to(dtype), tokenizer, Path("random"), {})
         classifier = MLPClassifier(input_dim=768 + 2560, hidden_dim=512).eval()
-    return esm, dnabert, ClassifierModel(classifier, Path("random"), "", "random")
+    classifier = ClassifierModel(classifier, Path("random"), "", "random")
+    files = ModelFiles.explicit("random", "random", "random")
+    return LoadedModels(files, esm, dnabert, {500: classifier}, device, dtype)
 
 
 def main() -> None:
@@ -98,9 +101,7 @@ def main() -> None:
     chunks = coding_fasta(fasta, args.chunks)
     coding_fasta(warmup, 200, seed=1)
     bases = sum(len(r.sequence) for r in read_fasta(fasta))
-    esm, dnabert, classifier = random_models(device, dtype, bpe_tokenizer(fasta))
-    choice = ModelChoice("random", Path("random"), Path("random"), "flash-varlen", device, dtype)
-    predictor = Predictor(choice, esm, dnabert, classifier)
+    predictor = Predictor(random_models(device, dtype, bpe_tokenizer(fasta)), "flash-varlen")
     predict_file(predictor, warmup, 500, work / "warmup-out")  # compile, allocator, cuBLAS
 
     torch.cuda.synchronize()

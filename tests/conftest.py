@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, settings
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from virnucpro_worker.models.demo import ModelPaths, write_demo_models
+from models_for_tests import DemoModels
 
 settings.register_profile(
     "deterministic",
@@ -34,6 +34,6 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 
 @pytest.fixture(scope="session")
-def demo_models(tmp_path_factory) -> ModelPaths:
+def demo_models(tmp_path_factory) -> DemoModels:
     """The demo models (tiny, random, real file formats), written once per test session."""
-    return write_demo_models(tmp_path_factory.mktemp("demo-models"))
+    return DemoModels.write(tmp_path_factory.mktemp("demo-models"))

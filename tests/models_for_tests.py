@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from esm.model.esm2 import ESM2
 from torch import nn
 
-from virnucpro_worker.models.demo import ModelPaths
+from virnucpro_worker.models.demo import write_demo_models
 
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
 
@@ -30,7 +31,29 @@ def random_proteins(lengths: list[int], seed: int = 0) -> list[str]:
     return ["".join(rng.choice(AMINO_ACIDS) for _ in range(n)) for n in lengths]
 
 
-def model_args(models: ModelPaths) -> list[str]:
+@dataclass(frozen=True)
+class DemoModels:
+    """A demo model folder and its files, as paths."""
+
+    folder: Path
+    esm: Path
+    dnabert: Path
+    classifier: Path  # the 500 bp one
+    classifier_300: Path
+
+    @classmethod
+    def write(cls, folder: Path) -> DemoModels:
+        files = write_demo_models(folder)
+        return cls(
+            folder,
+            Path(files.esm),
+            Path(files.dnabert),
+            Path(files.classifiers[500]),
+            Path(files.classifiers[300]),
+        )
+
+
+def model_args(models: DemoModels) -> list[str]:
     """The command-line options that select `models` explicitly."""
     return [
         "--esm",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import textwrap
 
@@ -18,10 +19,10 @@ from models_for_tests import (
     random_proteins,
 )
 
-from virnucpro_flash_varlen import PackedEsmEncoder
+from virnucpro_flash_varlen.encoders import PackedEsmEncoder
 from virnucpro_flash_varlen.fused_ops import _triton_fused
 from virnucpro_flash_varlen.packed_esm2 import PackedEsm2
-from virnucpro_v1_bmm import FairEsmEncoder
+from virnucpro_v1_bmm.encoder import FairEsmEncoder
 from virnucpro_worker.attention.hookspecs import EncoderSettings, hookimpl
 from virnucpro_worker.attention.kernels import (
     KERNELS,
@@ -32,9 +33,9 @@ from virnucpro_worker.attention.kernels import (
 from virnucpro_worker.attention.packing import MeansInInputOrder, build_pack, plan_packs
 from virnucpro_worker.attention.registry import (
     available_backends,
-    choose_backend_name,
     collect_backends,
     get_backend,
+    new_plugin_manager,
     plugin_manager,
 )
 from virnucpro_worker.attention.rotary import rotary_tables
@@ -161,16 +162,6 @@ def test_half_precision_rotary_tables_are_built_in_fp32():
     assert (fixed.float() - expected).abs().max() < 0.05
 
 
-def test_backend_precedence():
-    assert choose_backend_name(environ={}) == "flash-varlen"
-    assert choose_backend_name(environ={}, configured="v1-bmm") == "v1-bmm"
-    env = {"VIRNUCPRO_V1_ATTENTION": "true"}
-    assert choose_backend_name(environ=env, configured="other") == "v1-bmm"
-    assert choose_backend_name(v1_attention=True, environ={}, configured="x") == "v1-bmm"
-    assert choose_backend_name("flash-varlen", v1_attention=True, environ=env) == "flash-varlen"
-    assert choose_backend_name(environ={"VIRNUCPRO_V1_ATTENTION": "false"}) == "flash-varlen"
-
-
 def test_unknown_backend_lists_the_available_ones():
     with pytest.raises(
         UserError,
@@ -222,7 +213,7 @@ def install_plugin(tmp_path, monkeypatch, module: str, backend_name: str) -> Non
 
 def test_third_party_backend_through_an_entry_point(tmp_path, monkeypatch):
     install_plugin(tmp_path, monkeypatch, "echo_backend_plugin", "echo")
-    backends = available_backends()
+    backends = collect_backends(new_plugin_manager())
     assert {"echo", "flash-varlen", "v1-bmm"} <= set(backends)
     assert get_backend("echo", backends).kernels(CPU, torch.float32) == ("echo", "echo")
 
@@ -233,16 +224,33 @@ def test_duplicate_backend_names_are_rejected():
         def register_attention_backends(self, register):
             register(available_backends()["v1-bmm"])
 
-    manager = plugin_manager()
+    manager = new_plugin_manager()
     manager.register(Impostor())
     with pytest.raises(UserError, match="'v1-bmm' is registered twice"):
         collect_backends(manager)
 
 
-def test_an_entry_point_named_like_a_builtin_is_refused(tmp_path, monkeypatch):
+def test_a_plugin_registering_a_builtins_name_is_refused(tmp_path, monkeypatch):
+    """Built-ins are plugins like any other: a third party taking one's name is a duplicate."""
     install_plugin(tmp_path, monkeypatch, "impostor_backend_plugin", "v1-bmm")
-    with pytest.raises(UserError, match=r"entry point 'v1-bmm' .* name of a built-in"):
-        available_backends()
+    with pytest.raises(UserError, match="'v1-bmm' is registered twice"):
+        collect_backends(new_plugin_manager())
+
+
+def test_discovering_backends_imports_neither_torch_nor_the_models():
+    code = (
+        "import sys; from virnucpro_worker.attention.registry import available_backends; "
+        "names = sorted(available_backends()); "
+        "print(names, [m for m in ('torch', 'esm', 'virnucpro_worker.models.dnabert') "
+        "if m in sys.modules])"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "['flash-varlen', 'v1-bmm'] []", result.stderr
+
+
+def test_one_plugin_manager_per_process():
+    assert available_backends() is available_backends()
+    assert plugin_manager() is plugin_manager()
 
 
 # The Triton kernel, run by Triton's interpreter on the CPU in fp32 (on a GPU in tests/test_gpu).

@@ -14,7 +14,7 @@ import safetensors.torch
 import torch
 import torch.nn.functional as F
 
-from virnucpro_worker.attention.hookspecs import EncoderSettings
+from virnucpro_worker.attention.encoding import EncoderSettings
 from virnucpro_worker.attention.kernels import KERNELS, select_kernel
 from virnucpro_worker.attention.packing import plan_packs
 from virnucpro_worker.errors import UserError
@@ -62,7 +62,7 @@ def token_counts(model: DnabertModel, sequences: list[str]) -> list[int]:
 
 
 def naive_embedding(model: DnabertModel, sequence: str, slopes: list[float]) -> torch.Tensor:
-    """REFERENCE section 3 written out from the state dict, float64, one head at a time."""
+    """docs/ALGORITHM.md 5.1 written out from the state dict, float64, one head at a time."""
     config = model.module.config
     w = {name: tensor.double() for name, tensor in model.module.state_dict().items()}
     hidden, inner = config.hidden_size, config.intermediate_size
@@ -102,7 +102,8 @@ def naive_embedding(model: DnabertModel, sequence: str, slopes: list[float]) -> 
 
 
 def expected_slopes(heads: int) -> list[float]:
-    """The closed form of REFERENCE's rule: start = 2^(-8/p) for p a power of two heads."""
+    """The closed form of the slope rule (docs/ALGORITHM.md 5.1): start = 2^(-8/p) for p a
+    power of two heads."""
     lower = 2 ** math.floor(math.log2(heads))
     slopes = [2 ** (-8 * (i + 1) / lower) for i in range(lower)]
     extra = [2 ** (-8 * (2 * i + 1) / (2 * lower)) for i in range(heads - lower)]
@@ -316,7 +317,7 @@ BREAKAGES: dict[str, tuple[Callable[[Path], object], str]] = {
     ),
     "pickled object": (
         lambda f: rewrite_weights(f, lambda s: s.update({"x": NotWeights()}), bin_file=True),
-        "cannot read pytorch_model.bin",
+        "pytorch_model.bin: refused to load: the pickle asks for test_dnabert.NotWeights",
     ),
     "garbage weights": (
         lambda f: (f / "model.safetensors").write_bytes(b"\x00garbage"),

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from esm.data import Alphabet
 from esm.model.esm2 import ESM2
 from models_for_tests import (
+    DemoModels,
     assert_same_bits,
     every_16_bit_value,
     model_args,
@@ -19,13 +20,12 @@ from models_for_tests import (
     random_proteins,
 )
 
-from virnucpro_flash_varlen import PackedEsmEncoder
+from virnucpro_flash_varlen.encoders import PackedEsmEncoder
 from virnucpro_flash_varlen.fused_ops import exact_gelu, residual_add_layer_norm
-from virnucpro_v1_bmm import FairEsmEncoder
-from virnucpro_worker.attention.hookspecs import EncoderSettings
+from virnucpro_v1_bmm.encoder import FairEsmEncoder
+from virnucpro_worker.attention.encoding import EncoderSettings
 from virnucpro_worker.attention.kernels import select_kernel, usable_kernels
 from virnucpro_worker.interfaces.cli import main
-from virnucpro_worker.models.demo import write_demo_models
 from virnucpro_worker.models.dnabert import (
     DnabertConfig,
     DnabertEncoder,
@@ -146,7 +146,7 @@ def test_dnabert_half_precision_matches_fp32():
 
 def test_predict_on_the_gpu_with_demo_models(tmp_path):
     conformance = Path(__file__).parent / "data" / "conformance"
-    demo = write_demo_models(tmp_path / "demo")
+    demo = DemoModels.write(tmp_path / "demo")
     out = tmp_path / "out"
     code = main(
         [

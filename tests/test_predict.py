@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from models_for_tests import CONFORMANCE, model_args
+from models_for_tests import CONFORMANCE, DemoModels, model_args
 
 from virnucpro_worker.files import sha256_of
 from virnucpro_worker.interfaces.cli import main
@@ -20,17 +20,17 @@ from virnucpro_worker.models.classifier import (
     load_classifier,
     save_original_pickle,
 )
-from virnucpro_worker.models.demo import ModelPaths, write_demo_models
-from virnucpro_worker.pipeline import run as run_module
+from virnucpro_worker.models.demo import write_demo_models
+from virnucpro_worker.pipeline import stream as stream_module
 from virnucpro_worker.pipeline.compare import recommendation
-from virnucpro_worker.pipeline.results import highest_scores_from, read_prediction_results
+from virnucpro_worker.pipeline.outputs import highest_scores_from, read_prediction_results
 
 WITH_ORFS = CONFORMANCE / "test_with_orfs.fa"
 FIXED = CONFORMANCE / "test_fixed_500bp.fa"
 NO_FRAMES = CONFORMANCE / "test_sequences_small.fa"
 
 
-def predict(demo_models: ModelPaths, fasta: Path, out: Path, *extra: str) -> int:
+def predict(demo_models: DemoModels, fasta: Path, out: Path, *extra: str) -> int:
     return main(
         [
             "predict",
@@ -110,6 +110,9 @@ def test_run_json_records_what_produced_the_result(demo_models, tmp_path):
         "kept_frames": 4,
         "scored_chunks": 2,
         "viral_chunks": run["counts"]["viral_chunks"],
+        "viral_records": run["counts"]["viral_records"],
+        "rna_records": 0,
+        "dropped_codons": 0,
     }
     assert run["code_version"].startswith("0.")
     assert set(run["stage_seconds"]) >= {"prepare", "dnabert_s", "esm2", "classify"}
@@ -135,7 +138,8 @@ def test_no_kept_frame_gives_header_only_results(demo_models, tmp_path, caplog):
     assert (tmp_path / "prediction_results_highestscore.csv").read_text() == (
         "Modified_ID\tIs_Virus\n"
     )
-    summary = (tmp_path / "sequence_summary.tsv").read_text().splitlines()
+    banner, *summary = (tmp_path / "sequence_summary.tsv").read_text().splitlines()
+    assert banner.startswith("# DEMO MODELS")  # the demo models' files say what they are
     assert len(summary) == 1 + 11 and all(line.endswith("unscored") for line in summary[1:])
     assert "no stop-free frame" in caplog.text
 
@@ -165,13 +169,11 @@ def test_classifier_that_does_not_fit_the_encoders_is_refused(demo_models, tmp_p
 
 def test_demo_models_are_deterministic(tmp_path):
     first, second = write_demo_models(tmp_path / "a"), write_demo_models(tmp_path / "b")
-    for a, b in (
-        (first.esm, second.esm),
-        (first.classifier, second.classifier),
-        (first.dnabert / "model.safetensors", second.dnabert / "model.safetensors"),
-        (first.dnabert / "tokenizer.json", second.dnabert / "tokenizer.json"),
-    ):
-        assert sha256_of(a) == sha256_of(b)
+    names = ["esm2_t2_demo.pt", "300_model.pth", "500_model.pth"]
+    names += [f"dnabert_s_demo/{name}" for name in ("model.safetensors", "tokenizer.json")]
+    for name in names:
+        assert sha256_of(tmp_path / "a" / name) == sha256_of(tmp_path / "b" / name), name
+    assert first.chunk_sizes == second.chunk_sizes == (300, 500)
 
 
 def test_compare_attention_reports_agreement(demo_models, tmp_path, capsys):
@@ -269,7 +271,7 @@ def test_frames_embedded_in_steps_give_the_same_results(demo_models, tmp_path, m
     """A block (whole records) is embedded a few frames at a time, so one long contig never
     holds all its features at once; the results must not depend on the step."""
     assert predict(demo_models, FIXED, tmp_path / "whole", "--keep-intermediate") == 0
-    monkeypatch.setattr(run_module, "FRAMES_PER_STEP", 1)
+    monkeypatch.setattr(stream_module, "FRAMES_PER_STEP", 1)
     assert predict(demo_models, FIXED, tmp_path / "steps", "--keep-intermediate") == 0
     # Equal up to float rounding: a matrix product's last bit depends on the batch it is in.
     whole_rows = read_prediction_results(tmp_path / "whole" / "prediction_results.txt")
@@ -300,3 +302,33 @@ def test_a_classifier_named_for_the_other_chunk_size_is_flagged(demo_models, tmp
     )
     assert code == 0
     assert "was trained on 300 bp chunks, but --chunk-size is 500" in caplog.text
+
+
+def test_compare_attention_streams_in_steps(demo_models, tmp_path, monkeypatch, capsys):
+    """Steps of one frame and blocks of one record give the report that whole blocks give;
+    the report carries its provenance."""
+    many = tmp_path / "many.fa"
+    unit = "ATGGCCGCTGAAAAACTGGGCCGTATTGACCCA"
+    many.write_text("".join(f">r{i}\n{unit * (4 + i)}\n" for i in range(6)))
+    args = ["compare-attention", str(many), *model_args(demo_models), "--chunk-size", "300"]
+    assert main([*args, "--report", str(tmp_path / "whole.json")]) == 0
+    monkeypatch.setattr(stream_module, "FRAMES_PER_STEP", 1)
+    monkeypatch.setattr(stream_module, "BLOCK_BASES", 1)
+    assert main([*args, "--report", str(tmp_path / "steps.json")]) == 0
+    whole, steps = (json.loads((tmp_path / n).read_text()) for n in ("whole.json", "steps.json"))
+    assert steps["provenance"]["first"]["models"] == whole["provenance"]["first"]["models"]
+    assert whole["frames"] == steps["frames"] > 6
+    assert [row["id"] for row in whole["per_frame"]] == [row["id"] for row in steps["per_frame"]]
+    for a, b in zip(whole["per_frame"], steps["per_frame"], strict=True):
+        assert abs(a["cosine"] - b["cosine"]) < 1e-9
+    assert steps["provenance"]["input"]["sha256"] == sha256_of(many)
+    assert steps["provenance"]["first"]["attention_backend"] == "flash-varlen"
+    assert steps["provenance"]["second"]["kernels"]["esm2"] == "fair-esm-bmm"
+    assert "command_line" in steps["provenance"]["invocation"]
+
+
+def test_compare_attention_refuses_options_it_would_ignore(demo_models, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["compare-attention", str(FIXED), *model_args(demo_models), "--attention", "v1-bmm"])
+    assert stopped.value.code == 2
+    assert "unrecognized arguments: --attention" in capsys.readouterr().err

@@ -147,7 +147,12 @@ BAD_INPUTS: dict[str, tuple[str, Callable[[], bytes], tuple[str, ...]]] = {
     ),
     "gzip header then garbage": ("bad.fa.gz", _gzip_header_then_garbage, ("gzip",)),
     "truncated gzip": ("cut.fa.gz", _truncated_gzip, ("gzip",)),
-    "plain text named .gz": ("plain.fa.gz", lambda: b">a\nACGT\n", ("gzip",)),
+    "binary data": ("blob.fa", lambda: bytes(range(256)) * 8, ("not FASTA or FASTQ", "binary")),
+    "zip archive": ("seqs.fa", lambda: b"PK\x03\x04" + b"\x00" * 60, ("zip archive",)),
+    "truncated fastq": ("r.fq", lambda: b"@r1\nACGT\n+\nIIII\n@r2\nAC\n", ("FASTQ", "truncated")),
+    "fastq quality length": ("q.fq", lambda: b"@r1\nACGT\n+\nIII\n", ("r1", "3 quality")),
+    "non-UTF-8 header": ("raw.fa", lambda: b">ok\nACGT\n>raw\xff\xfeid\nATGAAA\n", ("UTF-8",)),
+    "control character in id": ("c.fa", lambda: b">a\x01b\nACGT\n", ("control character",)),
 }
 
 
@@ -244,12 +249,12 @@ def test_no_kept_frame_gives_empty_frame_files(
 
 
 def test_non_ascii_ids_pass_through_unchanged(tmp_path: Path) -> None:
-    """UTF-8 ids as Biopython reads them (no-break space is not a separator), other bytes
-    kept as they are; the same bytes whatever the number of worker processes."""
+    """UTF-8 ids as Biopython reads them (no-break space is not a separator); the same bytes
+    whatever the number of worker processes."""
     path = tmp_path / "ids.fa"
     path.write_bytes(
         b">s\xc3\xa9q1 d\nATGAAACCC\n>c\xc3\xa0t_1\nATGAAA\n>c\xc3\xa0t_2\nATGAAA\n"
-        b">raw\xff\xfeid\nATGAAA\n"
+        b">nb\xc2\xa0id\nATGAAA\n"
     )
     outputs = []
     for workers in ("1", "2"):
@@ -262,5 +267,5 @@ def test_non_ascii_ids_pass_through_unchanged(tmp_path: Path) -> None:
         b">s\xc3\xa9q1_chunk_1",
         b">c\xc3\xa0t_1_chunk_1",
         b">c\xc3\xa0t_2_chunk_1",
-        b">raw\xff\xfeid_chunk_1",
+        b">nb\xc2\xa0id_chunk_1",
     ]

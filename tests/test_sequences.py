@@ -1,8 +1,8 @@
 """Sequence preparation: chunking, six-frame translation, frame selection, `prepare` (in-process).
 
-Independent reimplementations of REFERENCE section 1 live in this file: the chunk loop copied
-verbatim from the pseudo-code, a Biopython six-frame translation and a per-codon dictionary
-translation. The package's vectorised code must agree with them exactly.
+Independent reimplementations of docs/ALGORITHM.md sections 3-4 live in this file: the chunk
+loop copied verbatim from the pseudo-code, a Biopython six-frame translation and a per-codon
+dictionary translation. The package's vectorised code must agree with them exactly.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ OUTPUT_SUFFIXES = ("_chunked500.fa", "_identified_nucleotide.fa", "_identified_p
 
 
 def reference_chunks(record_id: str, seq: str, c: int) -> list[tuple[str, int, str]]:
-    """REFERENCE 1.1, the pseudo-code loop kept verbatim: (id, start, chunk) triples."""
+    """docs/ALGORITHM.md 3, the pseudo-code loop kept verbatim: (id, start, chunk) triples."""
     n = len(seq)
     k = math.ceil(n / c)
     R = k * c - n
@@ -73,7 +73,7 @@ def dict_reverse_complement(seq: str) -> str:
 def select_frames(
     chunk_id: str, strands: list[str], proteins: list[str]
 ) -> list[tuple[str, str, str]]:
-    """REFERENCE 1.2 steps 4-6: (frame id, nucleotide slice, protein) of the kept frames."""
+    """docs/ALGORITHM.md 4, steps 4-6: (frame id, nucleotide slice, protein) of the kept frames."""
     kept = []
     for number, (strand, protein) in enumerate(zip(strands, proteins, strict=True)):
         if protein and "*" not in protein:
@@ -109,8 +109,9 @@ def dict_frames(chunk_id: str, seq: str) -> list[tuple[str, str, str]]:
 
 
 def package_frames(chunk_id: str, seq: str) -> list[tuple[str, str, str]]:
-    frames = kept_frames([Chunk(chunk_id, 0, seq)], ["rec"])
-    assert all(frame.record_id == "rec" for frame in frames)
+    record_id, number = chunk_id.rsplit("_chunk_", 1)
+    frames = kept_frames([Chunk(record_id, int(number), 0, seq)])
+    assert all(frame.record_id == record_id and frame.chunk == int(number) for frame in frames)
     event(f"{len(frames)} kept frames")  # --hypothesis-show-statistics shows the spread
     return [(frame.id, frame.nucleotide, frame.protein) for frame in frames]
 
@@ -263,21 +264,19 @@ def test_kept_frames_match_codon_dictionary_with_ambiguous_bases(seq: str) -> No
 @settings(max_examples=300)
 @given(seqs=st.lists(ambiguous_chunks, max_size=12))
 def test_kept_frames_over_many_chunks_equals_chunk_by_chunk(seqs: list[str]) -> None:
-    chunks = [Chunk(f"r{i // 3}_chunk_{i % 3 + 1}", 0, seq) for i, seq in enumerate(seqs)]
-    record_ids = [f"r{i // 3}" for i in range(len(seqs))]
-    together = kept_frames(chunks, record_ids)
-    one_by_one = [
-        frame
-        for chunk, record_id in zip(chunks, record_ids, strict=True)
-        for frame in kept_frames([chunk], [record_id])
-    ]
+    chunks = [Chunk(f"r{i // 3}", i % 3 + 1, 0, seq) for i, seq in enumerate(seqs)]
+    together = kept_frames(chunks)
+    one_by_one = [frame for chunk in chunks for frame in kept_frames([chunk])]
     assert together == one_by_one
 
 
 def test_frame_ids_order_and_slices() -> None:
     # Every frame of both strands is stop-free; the +1 base is clipped at the chunk end.
-    frames = kept_frames([Chunk("contig7_chunk_3", 1000, "GCCGCCGCC")], ["contig7"])
+    frames = kept_frames([Chunk("contig7", 3, 1000, "GCCGCCGCC")])
     assert [f.id for f in frames] == [f"contig7_chunk_3{name}" for name in FRAME_NAMES]
+    assert [(f.chunk, f.strand, f.frame) for f in frames] == [
+        (3, strand, frame) for strand in "FR" for frame in (1, 2, 3)
+    ]
     assert [f.protein for f in frames] == ["AAA", "PP", "RR", "GGG", "AA", "RR"]
     assert [f.nucleotide for f in frames] == [
         "GCCGCCGCC",
@@ -292,7 +291,7 @@ def test_frame_ids_order_and_slices() -> None:
 
 def test_one_stop_codon_discards_the_frame() -> None:
     # F1 = M * A: a single stop anywhere discards the frame (no ORF finding).
-    ids = [f.id for f in kept_frames([Chunk("x_chunk_1", 0, "ATGTAAGCC")], ["x"])]
+    ids = [f.id for f in kept_frames([Chunk("x", 1, 0, "ATGTAAGCC")])]
     assert "x_chunk_1F1" not in ids
 
 

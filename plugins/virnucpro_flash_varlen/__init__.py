@@ -3,86 +3,25 @@
 Kernel choice, reported with every result: on CUDA in fp16/bf16 our Triton kernel (rotary and
 ALiBi inside it), else flash-attn's `flash_attn_varlen_func` when installed, else PyTorch's
 `varlen_attn` (ESM-2 only: no ALiBi); elsewhere an exact padded attention (CPU, fp32).
+
+This module only registers the backend: the encoders (and torch) load when one is built.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
-
-import numpy as np
-import torch
-from esm.data import Alphabet
+from typing import TYPE_CHECKING
 
 from virnucpro_worker.attention.hookspecs import EncoderSettings, hookimpl
-from virnucpro_worker.attention.kernels import AttentionKernel, select_kernel
-from virnucpro_worker.attention.packing import (
-    MeansInInputOrder,
-    build_pack,
-    plan_packs,
-    segment_mean,
-)
-from virnucpro_worker.models.dnabert import DnabertEncoder, DnabertModel
-from virnucpro_worker.models.esm2 import MAX_RESIDUES, Esm2Model
 
-from .packed_esm2 import PackedEsm2
+if TYPE_CHECKING:
+    import torch
 
-ESM_TOKEN_BUDGET = 65536  # large packs: large GEMMs (measured on an H200, benchmarks/)
-DNABERT_TOKEN_BUDGET = 65536  # larger packs: fewer, larger kernels (DNABERT-S is small)
+    from virnucpro_worker.models.dnabert import DnabertEncoder, DnabertModel
+    from virnucpro_worker.models.esm2 import Esm2Model
 
-
-def protein_kernel(device: torch.device, dtype: torch.dtype) -> AttentionKernel:
-    return select_kernel(device, dtype)
-
-
-def nucleotide_kernel(device: torch.device, dtype: torch.dtype) -> AttentionKernel:
-    return select_kernel(device, dtype, needs_alibi=True)  # DNABERT-S attends with ALiBi
-
-
-class ProteinTokenizer:
-    """One token per residue with <cls>/<eos> around it, truncated to 1024 residues, as the
-    original's fair-esm batch converter does."""
-
-    def __init__(self, alphabet: Alphabet) -> None:
-        self.lookup = np.full(256, alphabet.unk_idx, dtype=np.int64)
-        for token, index in alphabet.tok_to_idx.items():
-            if len(token) == 1:
-                self.lookup[ord(token)] = index
-        self.cls, self.eos = alphabet.cls_idx, alphabet.eos_idx
-
-    def __call__(self, protein: str) -> np.ndarray:
-        residues = self.lookup[np.frombuffer(protein[:MAX_RESIDUES].encode("ascii"), np.uint8)]
-        return np.concatenate(([self.cls], residues, [self.eos]))
-
-
-class PackedEsmEncoder:
-    def __init__(
-        self, model: Esm2Model, settings: EncoderSettings, attention: AttentionKernel | None = None
-    ) -> None:
-        """`attention`: a kernel other than the preferred one."""
-        self.settings = settings
-        self.token_budget = settings.token_budget or ESM_TOKEN_BUDGET
-        self.attention = attention or protein_kernel(settings.device, settings.dtype)
-        self.kernel = self.attention.name
-        self.tokenize = ProteinTokenizer(model.alphabet)
-        self.network = PackedEsm2(model.module)
-        self.dim = model.module.embed_dim
-
-    @torch.inference_mode()
-    def embed(self, sequences: Sequence[str]) -> torch.Tensor:
-        """The host never waits for the GPU until the end: it tokenizes and packs the next pack
-        while the GPU runs this one, and the means come back by asynchronous copies."""
-        device = self.settings.device
-        lengths = [min(len(protein), MAX_RESIDUES) + 2 for protein in sequences]
-        means = MeansInInputOrder(len(sequences), self.dim)
-        for order in plan_packs(lengths, self.token_budget):
-            tokens = {index: self.tokenize(sequences[index]) for index in order}
-            pack = build_pack(order, tokens, pin=device.type == "cuda").to(device)
-            hidden = self.network(pack, self.attention)
-            length = torch.diff(pack.cu_seqlens)[pack.sequence_index]
-            residue = (pack.positions > 0) & (pack.positions < length - 1)  # no BOS, no EOS
-            means.add(order, segment_mean(hidden, pack, residue))
-        return means.result()
+    from .encoders import PackedEsmEncoder
 
 
 class FlashVarlenBackend:
@@ -90,12 +29,20 @@ class FlashVarlenBackend:
     description = "packed sequences (cu_seqlens) through varlen attention kernels (Triton first)"
 
     def kernels(self, device: torch.device, dtype: torch.dtype) -> tuple[str, str]:
+        from .encoders import nucleotide_kernel, protein_kernel
+
         return protein_kernel(device, dtype).name, nucleotide_kernel(device, dtype).name
 
     def protein_encoder(self, model: Esm2Model, settings: EncoderSettings) -> PackedEsmEncoder:
+        from .encoders import PackedEsmEncoder
+
         return PackedEsmEncoder(model, settings)
 
     def nucleotide_encoder(self, model: DnabertModel, settings: EncoderSettings) -> DnabertEncoder:
+        from virnucpro_worker.models.dnabert import DnabertEncoder
+
+        from .encoders import DNABERT_TOKEN_BUDGET, nucleotide_kernel
+
         kernel = nucleotide_kernel(settings.device, settings.dtype)
         budget = settings.token_budget or DNABERT_TOKEN_BUDGET
         return DnabertEncoder(model, replace(settings, token_budget=budget), kernel)

@@ -47,8 +47,8 @@ def residual_add_layer_norm(
 
 
 def exact_gelu(x: torch.Tensor) -> torch.Tensor:
-    """`F.gelu(x)` (the erf form, REFERENCE 2) bit for bit; contiguous bf16/fp16 CUDA tensors
-    are overwritten with it."""
+    """`F.gelu(x)` (the erf form, docs/ALGORITHM.md 5.3) bit for bit; contiguous bf16/fp16 CUDA
+    tensors are overwritten with it."""
     if not _gelu_kernel_applies(x):
         return F.gelu(x)
     programs = torch.cuda.get_device_properties(x.device).multi_processor_count

@@ -1,6 +1,6 @@
 """ESM-2 forward on a packed token stream, equivalent to fair-esm's padded forward.
 
-Every detail in REFERENCE section 2 matters: token-dropout scaling, rotary in fp32 with positions
+Every detail in docs/ALGORITHM.md 5.3 matters: token-dropout scaling, rotary in fp32 with positions
 restarting at each BOS, q scaled before rotary (the kernels see to both), exact GELU,
 `emb_layer_norm_after` before the last layer's output, pooling over residues only.
 """

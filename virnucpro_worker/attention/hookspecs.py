@@ -1,37 +1,28 @@
-"""The plugin contract: one collecting hook, as in tox 4 and llm."""
+"""The plugin contract: one collecting hook, as in tox 4 and llm.
+
+A backend builds two encoders on loaded models: one for ESM-2 (a `models.esm2.Esm2Model`)
+and one for DNABERT-S (a `models.dnabert.DnabertModel`). Discovering backends imports neither
+the models nor torch: a plugin module should import its heavy parts inside those methods.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
-import torch
+
+from .encoding import Encoder, EncoderSettings
 
 if TYPE_CHECKING:
-    from ..models.dnabert import DnabertModel
-    from ..models.esm2 import Esm2Model
+    import torch
+
+__all__ = ["AttentionBackend", "Encoder", "EncoderSettings", "hookimpl", "hookspec"]
 
 PROJECT = "virnucpro"
 ENTRY_POINT_GROUP = "virnucpro.attention"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
-
-
-@dataclass(frozen=True)
-class EncoderSettings:
-    device: torch.device
-    dtype: torch.dtype
-    token_budget: int | None = None  # tokens per batch or pack; None: the backend's default
-
-
-class Encoder(Protocol):
-    """Embeds sequences; returns float32 CPU rows in input order."""
-
-    kernel: str
-
-    def embed(self, sequences: Sequence[str]) -> torch.Tensor: ...
 
 
 class AttentionBackend(Protocol):
@@ -41,9 +32,11 @@ class AttentionBackend(Protocol):
     def kernels(self, device: torch.device, dtype: torch.dtype) -> tuple[str, str]:
         """The attention kernels it would use on `device` in `dtype`: (ESM-2, DNABERT-S)."""
 
-    def protein_encoder(self, model: Esm2Model, settings: EncoderSettings) -> Encoder: ...
+    def protein_encoder(self, model: Any, settings: EncoderSettings) -> Encoder:
+        """An encoder for the loaded ESM-2 `model`, on the device and in the dtype it has."""
 
-    def nucleotide_encoder(self, model: DnabertModel, settings: EncoderSettings) -> Encoder: ...
+    def nucleotide_encoder(self, model: Any, settings: EncoderSettings) -> Encoder:
+        """An encoder for the loaded DNABERT-S `model`."""
 
 
 class AttentionBackendSpec:

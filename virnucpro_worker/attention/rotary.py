@@ -9,7 +9,7 @@ ROTARY_BASE = 10000.0
 
 def rotary_tables(positions: torch.Tensor, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin [positions, head_dim] in fp32: tables built in bf16 are badly wrong
-    (REFERENCE 2.4). The second half of each row repeats the first, as in fair-esm."""
+    (docs/ALGORITHM.md 5.3). The second half of each row repeats the first, as in fair-esm."""
     exponents = torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32)
     inverse_frequency = 1.0 / (ROTARY_BASE ** (exponents / head_dim))
     angles = positions.float()[:, None] * inverse_frequency[None, :]

@@ -4,7 +4,8 @@ ESM-2's sequences here are short (at most 168 tokens from a 500 bp chunk), so at
 share of the FLOPs but, through a generic kernel, a large share of the time: the q/k/v split,
 scaling and rotary each cost a pass over memory before the kernel starts. This kernel reads q, k
 and v as strided views straight out of the fused qkv projection, scales q, applies rotary in fp32
-(REFERENCE 2.4) and, for DNABERT-S, ALiBi, and runs an online-softmax attention per sequence.
+(docs/ALGORITHM.md 5.3) and, for DNABERT-S, ALiBi, and runs an online-softmax attention per
+sequence.
 Short sequences (all of VirNucPro's) go to a kernel that rotates each sequence's keys once and
 keeps them for all its queries, launched once per number of key chunks; longer ones to a general
 kernel.

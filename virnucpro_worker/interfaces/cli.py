@@ -1,135 +1,242 @@
-"""The `virnucpro` command line."""
+"""The `virnucpro` command line.
+
+Each command checks what it can in milliseconds (options, the output folder, the input) before
+anything slow (importing torch, loading models). Exit status: 0 success, 1 a failure that is not
+the user's (a full disk, a job that failed), 2 a problem the user can fix (one line on stderr),
+130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
+import dataclasses
 import logging
+import os
+import signal
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from .. import __version__
-from ..config import load_config
-from ..errors import UserError
+from ..errors import UserError, first_line
+from ..files import check_writable_file, check_writable_folder, sha256_of
 from ..sequences.chunking import CHUNK_SIZES
+from ..settings import Settings, load_settings
 
-if TYPE_CHECKING:  # the heavy modules load only when a command needs them
-    from ..pipeline.predictor import ModelChoice
+log = logging.getLogger("virnucpro")
+INPUT_HELP = (
+    "FASTA or FASTQ, plain or compressed (gzip, bzip2, xz: recognised by content); "
+    "'-' reads standard input"
+)
+
+
+class Terminated(Exception):
+    """SIGTERM, from a scheduler or `timeout`: unwinds like Ctrl-C, so no partial file stays."""
+
+
+def _positive(text: str) -> int:
+    value = _non_negative(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, not {value}")
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# Settings and inputs
+# --------------------------------------------------------------------------------------------
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """The command's options, the VIRNUCPRO_* environment and the config file (settings.py)."""
+    options = {key: value for key, value in vars(args).items() if key != "run"}
+    if options.pop("v1_attention", False) and not options.get("attention"):
+        options["attention"] = "v1-bmm"
+    return load_settings(options, os.environ)
+
+
+def invocation(settings: Settings) -> dict[str, Any]:
+    """For run.json: how the result was asked for."""
+    config = (
+        {"path": settings.config_file, "sha256": settings.config_sha256}
+        if settings.config_file
+        else None
+    )
+    return {"command_line": ["virnucpro", *sys.argv[1:]], "config_file": config}
+
+
+@contextlib.contextmanager
+def input_file(argument: str) -> Iterator[tuple[Path, dict[str, Any] | None]]:
+    """(a path to read, its run.json description or None for the default). Standard input is
+    copied to a temporary file first: the input is checked whole before any model work."""
+    if argument != "-":
+        yield Path(argument), None
+        return
+    with tempfile.TemporaryDirectory(prefix="virnucpro-stdin-") as folder:
+        path = Path(folder) / "stdin.fa"
+        with path.open("wb") as copy:
+            while piece := sys.stdin.buffer.read(1 << 22):
+                copy.write(piece)
+        yield path, {"path": "-", "bytes": path.stat().st_size, "sha256": sha256_of(path)}
+
+
+def load_predictor(settings: Settings):  # -> Predictor (imports torch)
+    from ..pipeline.predictor import ModelChoice, Predictor
+
+    files = settings.require_models()
+    return Predictor.load(ModelChoice(files, settings.attention, settings.device, settings.dtype))
+
+
+def check_backend(name: str) -> None:
+    from ..attention.registry import get_backend  # discovery imports no torch
+
+    get_backend(name)
+
+
+# --------------------------------------------------------------------------------------------
+# Commands
+# --------------------------------------------------------------------------------------------
 
 
 def _prepare(args: argparse.Namespace) -> int:
     from ..sequences.prepare import default_workers, prepare
 
-    workers = args.workers or default_workers()
-    summary = prepare(args.input, args.chunk_size, args.out, workers=workers)
+    settings = settings_from(args)
+    with input_file(args.input) as (path, _):
+        summary = prepare(
+            path, args.chunk_size, args.out, args.workers or default_workers(), settings.limits
+        )
     print(
         f"{summary.records} records, {summary.bases} bp -> {summary.chunks} chunks, "
-        f"{summary.frames} kept frames; wrote {summary.files.chunks}, "
-        f"{summary.files.nucleotide}, {summary.files.protein}"
+        f"{summary.frames} kept frames{_rna_note(summary.rna_records)}; wrote "
+        f"{summary.files.chunks}, {summary.files.nucleotide}, {summary.files.protein}"
     )
     return 0
 
 
-def _model_choice(args: argparse.Namespace) -> ModelChoice:
-    from ..attention.registry import choose_backend_name
-    from ..models.demo import cached_demo_models
-    from ..models.devices import resolve_device, resolve_dtype
-    from ..models.esm2 import DEFAULT_ESM
-    from ..pipeline.predictor import ModelChoice
-
-    config = load_config()
-    if args.demo_models:
-        if args.esm or args.dnabert or args.classifier:
-            raise UserError("--demo-models cannot be combined with --esm, --dnabert, --classifier")
-        paths = cached_demo_models()
-        esm, dnabert, classifier = paths.esm, paths.dnabert, paths.classifier
-    else:
-        esm = args.esm or config.get("esm") or DEFAULT_ESM
-        dnabert, classifier = (
-            args.dnabert or config.get("dnabert"),
-            args.classifier or config.get("classifier"),
-        )
-        if not dnabert or not classifier:
-            raise UserError(
-                "give --dnabert DIR and --classifier FILE (or set them in the config file), "
-                "or use --demo-models"
-            )
-    device = resolve_device(args.device or config.get("device"))
-    return ModelChoice(
-        esm=esm,
-        dnabert=Path(dnabert),
-        classifier=Path(classifier),
-        attention=choose_backend_name(
-            args.attention, args.v1_attention, configured=config.get("attention")
-        ),
-        device=device,
-        dtype=resolve_dtype(args.dtype or config.get("dtype"), device),
-        demo=args.demo_models,
-    )
+def _rna_note(records: int) -> str:
+    if not records:
+        return ""
+    return f" ({records} record{'s' if records > 1 else ''} in RNA letters: U read as T)"
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from ..pipeline.predictor import Predictor
+    check_writable_folder(args.out)
+    settings = settings_from(args)
+    check_backend(settings.attention)
+    settings.require_models()
     from ..pipeline.run import predict_file, scan_input
+    from .progress import progress_bar
 
-    summary = scan_input(args.input)  # bad input fails in seconds, before minutes of loading
-    run = predict_file(
-        Predictor.load(_model_choice(args)),
-        args.input,
-        args.chunk_size,
-        args.out,
-        keep_intermediate=args.keep_intermediate,
-        show_progress=not args.no_progress,
-        summary=summary,
-    )
-    counts = run["counts"]
-    print(
-        f"{counts['records']} records -> {counts['kept_frames']} kept frames in "
-        f"{counts['scored_chunks']} chunks, {counts['viral_chunks']} viral; results in {args.out}"
-    )
+    with input_file(args.input) as (path, info):
+        summary = scan_input(path, settings.limits)  # bad input fails before minutes of loading
+        predictor = load_predictor(settings)
+        _cpu_threads(args.workers)
+        with progress_bar(not args.no_progress, summary.records) as on_progress:
+            run = predict_file(
+                predictor,
+                path,
+                args.chunk_size,
+                args.out,
+                keep_intermediate=args.keep_intermediate,
+                viral_fasta=args.viral_fasta,
+                on_progress=on_progress,
+                limits=settings.limits,
+                input_info=info,
+                extra=invocation(settings),
+            )
+    print(run_summary(run["counts"], args.out))
     return 0
 
 
-def _compare(args: argparse.Namespace) -> int:
-    from ..pipeline.compare import VALIDATE_FROM, compare_backends
-    from ..pipeline.predictor import Predictor
-    from ..pipeline.run import scan_input
+def run_summary(counts: dict[str, int], out: Path) -> str:
+    """The stdout line of a finished run; every number is one the files hold."""
+    return (
+        f"{counts['records']} records ({counts['bases']} bp{_rna_note(counts['rna_records'])}), "
+        f"{counts['chunks']} chunks, {counts['kept_frames']} kept frames in "
+        f"{counts['scored_chunks']} scored chunks, {counts['viral_chunks']} viral; "
+        f"{counts['viral_records']} records called virus; results in {out}"
+    )
 
+
+def _cpu_threads(workers: int | None) -> None:
+    if workers:
+        import torch
+
+        torch.set_num_threads(workers)
+
+
+def _compare(args: argparse.Namespace) -> int:
     first, second = args.backends
     if first == second:
         raise UserError(f"--backends needs two different backends, not {first} twice")
-    scan_input(args.input)
-    args.attention, args.v1_attention = first, False
-    report = compare_backends(
-        Predictor.load(_model_choice(args)), second, args.input, args.chunk_size
-    )
     if args.report:
-        args.report.write_text(json.dumps(report, indent=2) + "\n")
+        check_writable_file(args.report)
+    settings = settings_from(args)
+    for name in args.backends:
+        check_backend(name)
+    settings.require_models()
+    import json
+
+    from ..pipeline.compare import VALIDATE_FROM, compare_backends
+    from ..pipeline.run import scan_input
+
+    with input_file(args.input) as (path, _):
+        scan_input(path, settings.limits)
+        predictor = load_predictor(dataclasses.replace(settings, attention=first))
+        if predictor.demo:
+            log.warning("DEMO MODELS: this comparison is of random models")
+        report = compare_backends(predictor, second, path, args.chunk_size, settings.limits)
+    report["provenance"]["invocation"] = invocation(settings)
+    if args.report:
+        from ..files import atomic_write
+
+        with atomic_write(args.report) as handle:
+            handle.write(json.dumps(report, indent=2) + "\n")
+    for line in report_lines(report, first, second):
+        print(line)
+    return 0 if report["prediction"]["label_agreement_percent"] >= VALIDATE_FROM else 1
+
+
+def report_lines(report: dict[str, Any], first: str, second: str) -> list[str]:
     embedding, prediction = report["embedding"], report["prediction"]
     correlation = prediction["virus_score_correlation"]
-    print(
-        f"{report['frames']} frames, {first} ({report['backends'][first]}) vs "
-        f"{second} ({report['backends'][second]})"
-    )
-    print(
-        f"embedding cosine min {embedding['cosine_min']:.6f} mean {embedding['cosine_mean']:.6f}"
-        f"; |diff| mean {embedding['mean_abs_diff']:.3g} max {embedding['max_abs_diff']:.3g}"
-    )
-    print(
+    kernels = report["backends"]
+    return [
+        f"{report['frames']} frames, {first} ({kernels[first]}) vs {second} ({kernels[second]})",
+        f"ESM-2 embedding cosine min {embedding['cosine_min']:.6f} mean "
+        f"{embedding['cosine_mean']:.6f}; |diff| mean {embedding['mean_abs_diff']:.3g} max "
+        f"{embedding['max_abs_diff']:.3g}",
         f"label agreement {prediction['label_agreement_percent']:.2f}%; virus score "
-        f"correlation {'n/a' if correlation is None else f'{correlation:.6f}'}"
-    )
-    print(f"recommendation: {report['recommendation']}")
-    return 0 if prediction["label_agreement_percent"] >= VALIDATE_FROM else 1
+        f"correlation {'n/a' if correlation is None else f'{correlation:.6f}'}",
+        f"recommendation: {report['recommendation']}",
+    ]
 
 
 def _backends(args: argparse.Namespace) -> int:
     from ..attention.registry import available_backends
     from ..models.devices import dtype_name, resolve_device, resolve_dtype
 
-    device = resolve_device(args.device)
+    try:
+        device = resolve_device(args.device)
+    except UserError as error:  # e.g. --device cuda on a machine without CUDA: still list them
+        print(f"{args.device}: {error}")
+        print("attention backends:")
+        for name, backend in sorted(available_backends().items()):
+            print(f"  {name:14} {backend.description}")
+        return 0
     dtype = resolve_dtype(args.dtype, device)
     print(
         f"attention backends, with the kernels they would use on {device} in {dtype_name(dtype)}:"
@@ -141,45 +248,81 @@ def _backends(args: argparse.Namespace) -> int:
 
 
 def _demo_models(args: argparse.Namespace) -> int:
+    check_writable_folder(args.out)
     from ..models.demo import DEMO_SEED, write_demo_models
 
-    paths = write_demo_models(args.out, DEMO_SEED if args.seed is None else args.seed)
-    print(
-        f"demo models (meaningless predictions): --esm {paths.esm} --dnabert {paths.dnabert} "
-        f"--classifier {paths.classifier}"
-    )
+    write_demo_models(args.out, DEMO_SEED if args.seed is None else args.seed)
+    print(f"demo models (their predictions are meaningless): --models {args.out}")
     return 0
 
 
 def _convert_classifier(args: argparse.Namespace) -> int:
+    check_writable_file(args.target)
     from ..models.classifier import convert_classifier
 
-    model = convert_classifier(args.source, args.target)
-    print(f"wrote {args.target} (from {model.format} {args.source})")
+    source, converted = convert_classifier(args.source, args.target)
+    print(
+        f"wrote {args.target} (safetensors, sha256 {converted.sha256[:12]}) from the "
+        f"{source.format} file {args.source}"
+    )
     return 0
 
 
-def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("models")
+# --------------------------------------------------------------------------------------------
+# The parser
+# --------------------------------------------------------------------------------------------
+
+
+def add_model_options(parser: argparse.ArgumentParser, attention: bool = True) -> None:
+    group = parser.add_argument_group("models (default: the config file's)")
     group.add_argument(
-        "--esm", help="fair-esm model name or checkpoint file (default esm2_t36_3B_UR50D)"
+        "--models",
+        metavar="DIR",
+        help="a model folder: one esm2_*.pt, one DNABERT-S sub-folder, 300_model.pth and/or "
+        "500_model.pth (see README)",
     )
-    group.add_argument("--dnabert", type=Path, help="DNABERT-S Hugging Face folder")
+    group.add_argument(
+        "--esm",
+        metavar="NAME|FILE",
+        help="ESM-2: a fair-esm checkpoint file or model name (default esm2_t36_3B_UR50D, "
+        "looked up in the torch hub cache)",
+    )
+    group.add_argument("--dnabert", metavar="DIR", help="DNABERT-S: a Hugging Face folder")
     group.add_argument(
         "--classifier",
-        type=Path,
-        help="classifier: the original 300/500_model.pth, a state_dict or .safetensors",
+        metavar="FILE",
+        help="the classifier: the original 300_model.pth/500_model.pth, a state dict or "
+        ".safetensors",
     )
     group.add_argument(
         "--demo-models",
         action="store_true",
+        default=None,
         help="tiny built-in models: runs offline, predictions are MEANINGLESS",
     )
-    group.add_argument("--attention", help="attention backend (see `virnucpro backends`)")
-    group.add_argument("--v1-attention", action="store_true", help="alias for --attention v1-bmm")
-    group.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    group.add_argument(
-        "--dtype", choices=("fp32", "fp16", "bf16"), help="default bf16 on CUDA, fp32 on CPU"
+    run = parser.add_argument_group("how to run them")
+    if attention:
+        run.add_argument(
+            "--attention", metavar="NAME", help="attention backend (see `virnucpro backends`)"
+        )
+        run.add_argument(
+            "--v1-attention", action="store_true", help="the same as --attention v1-bmm"
+        )
+    run.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    run.add_argument(
+        "--dtype", choices=("fp32", "fp16", "bf16"), help="default bf16 on CUDA, fp32 on the CPU"
+    )
+
+
+def add_chunk_size(parser: argparse.ArgumentParser, default: int | None = None) -> None:
+    parser.add_argument(
+        "--chunk-size",
+        type=int,
+        choices=CHUNK_SIZES,
+        required=default is None,
+        default=default,
+        help="chunk length in bp; selects the classifier trained on it"
+        + (f" (default {default})" if default else ""),
     )
 
 
@@ -188,27 +331,40 @@ def build_parser() -> argparse.ArgumentParser:
         prog="virnucpro", description="Find viral sequences among DNA reads and contigs."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--config", metavar="FILE", help="settings file (default: see README)")
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument("-v", "--verbose", action="store_true", help="debug messages too")
+    loudness.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     prepare = commands.add_parser(
         "prepare", help="chunk, translate and select frames exactly like the original tool"
     )
-    prepare.add_argument("input", type=Path, help="FASTA (.fa/.fasta/.fna/.fas, optionally .gz)")
-    prepare.add_argument("--chunk-size", type=int, choices=CHUNK_SIZES, required=True)
-    prepare.add_argument("--out", type=Path, required=True, help="output directory")
-    prepare.add_argument("--workers", type=int, help="processes (default: one per CPU)")
+    prepare.add_argument("input", help=INPUT_HELP)
+    add_chunk_size(prepare)
+    prepare.add_argument("--out", type=Path, required=True, help="output folder")
+    prepare.add_argument(
+        "--workers", type=_positive, help="worker processes (default: one per CPU)"
+    )
     prepare.set_defaults(run=_prepare)
 
     predict = commands.add_parser("predict", help="predict viral chunks and sequences")
-    predict.add_argument("input", type=Path, help="FASTA (.fa/.fasta/.fna/.fas, optionally .gz)")
-    predict.add_argument("--chunk-size", type=int, choices=CHUNK_SIZES, required=True)
-    predict.add_argument("--out", type=Path, required=True, help="output directory")
-    _add_model_options(predict)
+    predict.add_argument("input", help=INPUT_HELP)
+    add_chunk_size(predict)
+    predict.add_argument("--out", type=Path, required=True, help="output folder")
+    add_model_options(predict)
+    predict.add_argument(
+        "--workers", type=_positive, help="CPU threads for the models (default: torch's)"
+    )
+    predict.add_argument(
+        "--viral-fasta",
+        action="store_true",
+        help="also write viral_sequences.fa: the input records called virus",
+    )
     predict.add_argument(
         "--keep-intermediate",
         action="store_true",
-        help="also write the chunk/frame files and STEM_merged.pt",
+        help="also write the original's chunk and frame files and STEM_merged.pt",
     )
     predict.add_argument("--no-progress", action="store_true", help="no progress bar")
     predict.set_defaults(run=_predict)
@@ -216,50 +372,71 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser(
         "compare-attention", help="measure how far two attention backends' results differ"
     )
-    compare.add_argument("input", type=Path)
-    compare.add_argument("--chunk-size", type=int, choices=CHUNK_SIZES, default=500)
-    _add_model_options(compare)
+    compare.add_argument("input", help=INPUT_HELP)
+    add_chunk_size(compare, default=500)
+    add_model_options(compare, attention=False)
     compare.add_argument(
-        "--backends", nargs=2, metavar=("A", "B"), default=("flash-varlen", "v1-bmm")
+        "--backends",
+        nargs=2,
+        metavar=("A", "B"),
+        default=("flash-varlen", "v1-bmm"),
+        help="the two backends to compare (default: flash-varlen v1-bmm)",
     )
-    compare.add_argument("--report", type=Path, help="write the full report as JSON")
+    compare.add_argument("--report", type=Path, help="also write the full report (JSON) here")
     compare.set_defaults(run=_compare)
 
     backends = commands.add_parser("backends", help="list attention backends and their kernels")
-    backends.add_argument("--device")
-    backends.add_argument("--dtype", choices=("fp32", "fp16", "bf16"))
+    backends.add_argument("--device", help="the device to list kernels for (default: cuda if any)")
+    backends.add_argument(
+        "--dtype", choices=("fp32", "fp16", "bf16"), help="the dtype to list kernels for"
+    )
     backends.set_defaults(run=_backends)
 
-    demo = commands.add_parser("demo-models", help="write the tiny demo models")
-    demo.add_argument("--out", type=Path, required=True)
-    demo.add_argument("--seed", type=int, help="random seed (default: the built-in one)")
+    demo = commands.add_parser("demo-models", help="write the tiny demo models (a model folder)")
+    demo.add_argument("--out", type=Path, required=True, help="the folder to write them into")
+    demo.add_argument("--seed", type=_non_negative, help="random seed (default: the built-in one)")
     demo.set_defaults(run=_demo_models)
 
-    convert = commands.add_parser("convert-classifier", help="classifier -> .safetensors")
-    convert.add_argument("source", type=Path)
-    convert.add_argument("target", type=Path)
+    convert = commands.add_parser(
+        "convert-classifier", help="rewrite a classifier as .safetensors (no pickle)"
+    )
+    convert.add_argument("source", type=Path, help="the classifier: .pth (pickle) or .safetensors")
+    convert.add_argument("target", type=Path, help="the new file; must end in .safetensors")
     convert.set_defaults(run=_convert_classifier)
     return parser
 
 
+# --------------------------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------------------------
+
+
+def _terminate(_signal: int, _frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s: %(message)s",
-        stream=sys.stderr,
-    )
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(format="%(levelname)s: %(message)s", stream=sys.stderr)
+    logging.getLogger().setLevel(level)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.run(args)
     except UserError as error:
         print(f"virnucpro: error: {error}", file=sys.stderr)
         return 2
-    except OSError as error:  # an output path that cannot be written, a full disk, ...
-        print(f"virnucpro: error: {error}", file=sys.stderr)
+    except OSError as error:  # a full disk, a folder that vanished, ...
+        print(f"virnucpro: error: {first_line(error)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("virnucpro: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("virnucpro: terminated", file=sys.stderr)
+        return 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,6 @@ else in the pickle is refused before it can run. Only the tensors are kept: a fr
 
 from __future__ import annotations
 
-import pickle
-import re
 import sys
 import types
 from dataclasses import dataclass
@@ -24,6 +22,8 @@ from torch import Tensor, nn
 
 from ..errors import UserError, first_line
 from ..files import atomic_write, sha256_of
+from .model_files import DEMO_MARK
+from .safe_load import load_weights
 
 SCORE_BATCH_ROWS = 4096  # rows per forward pass: bounded memory whatever the number of frames
 CPU = torch.device("cpu")
@@ -40,7 +40,6 @@ _REQUIRED_KEYS = (
 )
 # BatchNorm rebuilds this counter when it is absent; it plays no part in evaluation.
 _OPTIONAL_KEYS = ("bn1.num_batches_tracked",)
-_REFUSED_GLOBAL = re.compile(r"GLOBAL (\S+) (?:was not an allowed global|whose module)")
 
 
 class MLPClassifier(nn.Module):
@@ -79,6 +78,7 @@ class ClassifierModel:
     path: Path
     sha256: str
     format: str  # "original-pickle", "state-dict" or "safetensors"
+    demo: bool = False
 
 
 def load_classifier(path: Path | str, device: torch.device = CPU) -> ClassifierModel:
@@ -87,44 +87,30 @@ def load_classifier(path: Path | str, device: torch.device = CPU) -> ClassifierM
     if not path.is_file():
         raise UserError(f"classifier {path}: no such file")
     if path.suffix == ".safetensors":
-        tensors, file_format = _read_safetensors(path), "safetensors"
+        (tensors, demo), file_format = _read_safetensors(path), "safetensors"
     else:
-        tensors, file_format = _read_torch_file(path)
+        tensors, file_format, demo = _read_torch_file(path)
     module = _build_classifier(tensors, path).to(device).eval()
-    return ClassifierModel(module, path, sha256_of(path), file_format)
+    return ClassifierModel(module, path, sha256_of(path), file_format, demo)
 
 
-def _read_safetensors(path: Path) -> dict[str, Tensor]:
+def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], bool]:
     try:
-        return safetensors.torch.load_file(path, device="cpu")
+        with safetensors.safe_open(path, framework="pt", device="cpu") as handle:
+            demo = (handle.metadata() or {}).get(DEMO_MARK) == "true"
+            return {key: handle.get_tensor(key) for key in handle.keys()}, demo  # noqa: SIM118
     except (SafetensorError, OSError) as error:
         raise UserError(f"{path}: not a readable safetensors file ({error})") from None
 
 
-def _read_torch_file(path: Path) -> tuple[dict[str, Tensor], str]:
-    try:
-        with torch.serialization.safe_globals(_ORIGINAL_PICKLE_GLOBALS):
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise UserError(_refusal_message(path, error)) from None
-    except Exception as error:  # corrupt archives surface as RuntimeError, EOFError, ...
-        raise UserError(f"{path}: not a readable classifier file ({first_line(error)})") from None
+def _read_torch_file(path: Path) -> tuple[dict[str, Tensor], str, bool]:
+    loaded = load_weights(path, "a VirNucPro classifier", _ORIGINAL_PICKLE_GLOBALS)
     if isinstance(loaded, MLPClassifier):
-        return _module_tensors(loaded, path), "original-pickle"
+        demo = vars(loaded).get(DEMO_MARK) is True
+        return _module_tensors(loaded, path), "original-pickle", demo
     if isinstance(loaded, dict):
-        return loaded, "state-dict"
+        return loaded, "state-dict", False
     raise UserError(f"{path}: holds a {type(loaded).__name__}, not a classifier or a state dict")
-
-
-def _refusal_message(path: Path, error: pickle.UnpicklingError) -> str:
-    refused = _REFUSED_GLOBAL.search(str(error))
-    if refused:
-        return (
-            f"{path}: refused to load: the pickle asks for {refused.group(1)}, which a VirNucPro "
-            "classifier never contains (loading it could run arbitrary code)"
-        )
-    reason = re.search(r"WeightsUnpickler error: (.*)", str(error))
-    return f"{path}: refused to load: {reason.group(1) if reason else first_line(error)}"
 
 
 def _module_tensors(module: nn.Module, path: Path, prefix: str = "") -> dict[str, Tensor]:
@@ -170,22 +156,27 @@ def _build_classifier(tensors: dict[str, Tensor], path: Path) -> MLPClassifier:
     return module
 
 
-def save_classifier_safetensors(module: MLPClassifier, path: Path | str) -> None:
+def save_classifier_safetensors(
+    module: MLPClassifier, path: Path | str, demo: bool = False
+) -> None:
     tensors = {key: value.detach().cpu().contiguous() for key, value in module.state_dict().items()}
+    metadata = {DEMO_MARK: "true"} if demo else None
     with atomic_write(Path(path), "wb") as handle:
-        handle.write(safetensors.torch.save(tensors))
+        handle.write(safetensors.torch.save(tensors, metadata=metadata))
 
 
-def convert_classifier(src: Path | str, dst: Path | str) -> ClassifierModel:
-    """Rewrite any loadable classifier as `.safetensors` (no pickle at all), then load that."""
+def convert_classifier(src: Path | str, dst: Path | str) -> tuple[ClassifierModel, ClassifierModel]:
+    """Rewrite any loadable classifier as `.safetensors` (no pickle at all), then load that;
+    the demo mark is kept. Returns (the source as read, the converted file as read)."""
     dst = Path(dst)
     if dst.suffix != ".safetensors":
         raise UserError(f"{dst}: the converted classifier must be a .safetensors file")
-    save_classifier_safetensors(load_classifier(src).module, dst)
-    return load_classifier(dst)
+    source = load_classifier(src)
+    save_classifier_safetensors(source.module, dst, demo=source.demo)
+    return source, load_classifier(dst)
 
 
-def save_original_pickle(module: MLPClassifier, path: Path | str) -> None:
+def save_original_pickle(module: MLPClassifier, path: Path | str, demo: bool = False) -> None:
     """Write `module` the way the original's training script did: `torch.save` of the whole
     module, its class recorded as `__main__.MLPClassifier`.
 
@@ -201,6 +192,8 @@ def save_original_pickle(module: MLPClassifier, path: Path | str) -> None:
     )
     copy.load_state_dict(module.state_dict())
     copy.train(module.training)
+    if demo:
+        setattr(copy, DEMO_MARK, True)
     stand_in = types.ModuleType("__main__")
     stand_in.MLPClassifier = main_class
     real_main = sys.modules["__main__"]

@@ -1,6 +1,9 @@
 """Tiny demo models in the real on-disk formats, built deterministically from a seed.
 
 They let a fresh machine run the whole pipeline offline; their predictions are meaningless.
+Each file carries the demo mark inside it (`DEMO_MARK`: a checkpoint entry, a config key, a
+classifier attribute or safetensors metadata), so whatever loads them, however it was told to,
+marks its results as demo results.
 """
 
 from __future__ import annotations
@@ -8,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -17,23 +19,15 @@ from esm.model.esm2 import ESM2
 from .classifier import MLPClassifier, save_original_pickle
 from .dnabert import build_demo_dnabert, save_dnabert_folder
 from .esm2 import save_checkpoint
+from .model_files import ModelFiles
 
 DEMO_SEED = 20250224
-DEMO_VERSION = "1"  # bump when the demo architecture changes, so caches rebuild
+DEMO_VERSION = "2"  # bump when the demo models change, so caches rebuild
 ESM_FILE = "esm2_t2_demo.pt"
 DNABERT_DIR = "dnabert_s_demo"
-CLASSIFIER_FILE = "500_model.pth"
-
-
-@dataclass(frozen=True)
-class ModelPaths:
-    esm: Path
-    dnabert: Path
-    classifier: Path
-
-    @classmethod
-    def in_dir(cls, folder: Path) -> ModelPaths:
-        return cls(folder / ESM_FILE, folder / DNABERT_DIR, folder / CLASSIFIER_FILE)
+# The demo classifier's virus logit is shifted so that about this share of random frames
+# comes out viral: a newcomer sees both calls (the share is not a prediction of anything).
+VIRAL_SHARE = 0.3
 
 
 def _seeded_esm(seed: int) -> ESM2:
@@ -49,30 +43,37 @@ def _seeded_classifier(input_dim: int, seed: int) -> MLPClassifier:
         # Non-trivial running statistics, as a trained BatchNorm has.
         module.bn1.running_mean.normal_(0.0, 0.1)
         module.bn1.running_var.uniform_(0.5, 1.5)
-        return module.eval()
+        module.eval()
+        _shift_to_viral_share(module, torch.randn(4096, input_dim), VIRAL_SHARE)
+        return module
 
 
-def write_demo_models(folder: Path, seed: int = DEMO_SEED) -> ModelPaths:
-    """Write the three demo models into `folder` (created if needed)."""
+def _shift_to_viral_share(module: MLPClassifier, features: torch.Tensor, share: float) -> None:
+    """Move the output bias so that `share` of `features` get P(virus) > P(others)."""
+    with torch.no_grad():
+        logits = module(features)
+        margin = logits[:, 1] - logits[:, 0]
+        module.output_layer.bias[1] -= float(torch.quantile(margin, 1 - share))
+
+
+def write_demo_models(folder: Path, seed: int = DEMO_SEED) -> ModelFiles:
+    """Write the demo model folder (the `--models DIR` layout) into `folder`."""
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    paths = ModelPaths.in_dir(folder)
     esm = _seeded_esm(seed)
-    save_checkpoint(esm, paths.esm)
+    save_checkpoint(esm, folder / ESM_FILE, demo=True)
     dnabert, tokenizer = build_demo_dnabert(seed)
-    save_dnabert_folder(dnabert, tokenizer, paths.dnabert)
-    classifier = _seeded_classifier(dnabert.config.hidden_size + esm.embed_dim, seed)
-    save_original_pickle(classifier, paths.classifier)
-    return paths
+    save_dnabert_folder(dnabert, tokenizer, folder / DNABERT_DIR, demo=True)
+    width = dnabert.config.hidden_size + esm.embed_dim
+    for offset, size in enumerate((300, 500)):
+        classifier = _seeded_classifier(width, seed + offset)
+        save_original_pickle(classifier, folder / f"{size}_model.pth", demo=True)
+    return ModelFiles.in_folder(folder)
 
 
-def cache_dir() -> Path:
-    root = os.environ.get("VIRNUCPRO_CACHE") or Path.home() / ".cache" / "virnucpro"
-    return Path(root) / f"demo-models-v{DEMO_VERSION}"
-
-
-def cached_demo_models() -> ModelPaths:
-    """The demo models, built once into the cache (atomically, so concurrent runs are safe)."""
-    folder = cache_dir()
+def cached_demo_models(cache: Path) -> ModelFiles:
+    """The demo models, built once into `cache` (atomically, so concurrent runs are safe)."""
+    folder = Path(cache) / f"demo-models-v{DEMO_VERSION}"
     if not folder.is_dir():
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".building-"))
@@ -84,4 +85,4 @@ def cached_demo_models() -> ModelPaths:
                 raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    return ModelPaths.in_dir(folder)
+    return ModelFiles.in_folder(folder)

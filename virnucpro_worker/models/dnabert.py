@@ -1,4 +1,4 @@
-"""DNABERT-S, the nucleotide encoder (MosaicBERT / DNABERT-2 architecture, REFERENCE 3).
+"""DNABERT-S, the nucleotide encoder (MosaicBERT / DNABERT-2 architecture, docs/ALGORITHM.md 5.1).
 
 The Hugging Face folder ships remote code that breaks on current Triton, so the architecture is
 rebuilt here with state-dict keys equal to the checkpoint's. Two forward paths share the layers:
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import pickle
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
@@ -24,7 +23,7 @@ import torch.nn.functional as F
 from tokenizers import models, pre_tokenizers, processors
 from torch import nn
 
-from ..attention.hookspecs import EncoderSettings
+from ..attention.encoding import EncoderSettings
 from ..attention.kernels import AttentionKernel
 from ..attention.packing import (
     MeansInInputOrder,
@@ -35,6 +34,8 @@ from ..attention.packing import (
 )
 from ..errors import UserError, first_line
 from ..files import atomic_write, sha256_of
+from .model_files import DEMO_MARK
+from .safe_load import load_weights
 
 CONFIG_FILE = "config.json"
 SAFETENSORS_FILE = "model.safetensors"
@@ -233,6 +234,7 @@ class DnabertModel:
     tokenizer: tokenizers.Tokenizer
     folder: Path
     files: dict[str, str]  # file name -> sha256 hex
+    demo: bool = False
 
 
 def load_dnabert(
@@ -252,7 +254,8 @@ def load_dnabert(
     module.load_state_dict(state, strict=True, assign=True)
     module.to(device=device, dtype=dtype).eval().requires_grad_(False)
     files = {path.name: sha256_of(path) for path in (config_path, weights_path, tokenizer_path)}
-    return DnabertModel(module, _read_tokenizer(tokenizer_path, folder), folder, files)
+    demo = json.loads(config_path.read_text()).get(DEMO_MARK) is True
+    return DnabertModel(module, _read_tokenizer(tokenizer_path, folder), folder, files, demo)
 
 
 def _existing_file(folder: Path, name: str) -> Path:
@@ -270,15 +273,15 @@ def _weights_file(folder: Path) -> Path:
 
 
 def _read_weights(path: Path, folder: Path) -> Mapping[str, object]:
-    try:
-        if path.name == SAFETENSORS_FILE:
+    if path.name == SAFETENSORS_FILE:
+        try:
             return safetensors.torch.load_file(path)
-        # weights_only: a checkpoint is data; full unpickling would run whatever code it names.
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (safetensors.SafetensorError, pickle.UnpicklingError, RuntimeError, OSError) as error:
-        raise UserError(
-            f"DNABERT-S folder {folder}: cannot read {path.name} ({first_line(error)})"
-        ) from error
+        except (safetensors.SafetensorError, OSError) as error:
+            raise UserError(
+                f"DNABERT-S folder {folder}: cannot read {path.name} ({first_line(error)})"
+            ) from error
+    # A checkpoint is data: nothing beyond tensors is allowed (safe_load.py).
+    state = load_weights(path, "a DNABERT-S state dict")
     if not isinstance(state, Mapping):
         raise UserError(f"DNABERT-S folder {folder}: {path.name} is not a state dict")
     return state
@@ -338,7 +341,7 @@ def _read_tokenizer(path: Path, folder: Path) -> tokenizers.Tokenizer:
 
 class DnabertEncoder:
     """The `Encoder` for nucleotide slices: mean of the last layer over all tokens, [CLS] and
-    [SEP] included (REFERENCE 1.3)."""
+    [SEP] included (docs/ALGORITHM.md 5.1)."""
 
     def __init__(
         self, model: DnabertModel, settings: EncoderSettings, kernel: AttentionKernel
@@ -373,7 +376,9 @@ class DnabertEncoder:
         return means.result()
 
 
-def save_dnabert_folder(module: DnabertS, tokenizer: tokenizers.Tokenizer, folder: Path) -> None:
+def save_dnabert_folder(
+    module: DnabertS, tokenizer: tokenizers.Tokenizer, folder: Path, demo: bool = False
+) -> None:
     """Write the files `load_dnabert` reads, laid out as on Hugging Face (`bert.` keys)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -381,7 +386,8 @@ def save_dnabert_folder(module: DnabertS, tokenizer: tokenizers.Tokenizer, folde
         CHECKPOINT_PREFIX + name: tensor.detach().cpu().contiguous()
         for name, tensor in module.state_dict().items()
     }
-    config = json.dumps(module.config.to_json_dict(), indent=2) + "\n"
+    config = module.config.to_json_dict() | ({DEMO_MARK: True} if demo else {})
+    config = json.dumps(config, indent=2) + "\n"
     _write(folder / CONFIG_FILE, config.encode())
     _write(folder / SAFETENSORS_FILE, safetensors.torch.save(tensors, metadata={"format": "pt"}))
     _write(folder / TOKENIZER_FILE, tokenizer.to_str(pretty=True).encode())

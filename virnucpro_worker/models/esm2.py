@@ -20,8 +20,10 @@ from esm.data import Alphabet
 from esm.model.esm2 import ESM2
 
 from ..attention.rotary import apply_rotary, rotary_tables
-from ..errors import UserError, first_line
-from ..files import sha256_of
+from ..errors import UserError
+from ..files import atomic_write, sha256_of
+from .model_files import DEMO_MARK
+from .safe_load import load_weights
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,7 @@ class Esm2Model:
     alphabet: Alphabet
     path: Path
     sha256: str
+    demo: bool = False
 
     @property
     def num_layers(self) -> int:
@@ -67,11 +70,11 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
 
 
 def _read_checkpoint(path: Path) -> Mapping[str, Any]:
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise UserError(f"{path}: not a loadable ESM-2 checkpoint ({first_line(error)})") from None
+    checkpoint = load_weights(path, "a fair-esm ESM-2 checkpoint", [argparse.Namespace])
+    if not isinstance(checkpoint, Mapping):
+        kind = type(checkpoint).__name__
+        raise UserError(f"{path}: not a fair-esm ESM-2 checkpoint: it holds a {kind}")
+    return checkpoint
 
 
 def _config_value(config: Any, key: str) -> Any:
@@ -102,7 +105,8 @@ def load_esm2(
         problems = sorted(set(missing) - _OPTIONAL_KEYS) + sorted(unexpected)
         raise UserError(f"{path}: weights do not fit ESM-2 (keys: {', '.join(problems[:5])})")
     module = module.eval().to(device=device, dtype=dtype)
-    return Esm2Model(module, module.alphabet, path, sha256_of(path))
+    demo = data.get(DEMO_MARK) is True
+    return Esm2Model(module, module.alphabet, path, sha256_of(path), demo)
 
 
 def _fp32_rotary(q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,7 +122,7 @@ def use_fp32_rotary(module: ESM2) -> None:
         layer.self_attn.rot_emb.forward = _fp32_rotary
 
 
-def save_checkpoint(module: ESM2, path: Path) -> None:
+def save_checkpoint(module: ESM2, path: Path, demo: bool = False) -> None:
     """Write `module` in fair-esm's checkpoint layout (used for demo and test models)."""
     config = argparse.Namespace(
         encoder_layers=module.num_layers,
@@ -127,4 +131,8 @@ def save_checkpoint(module: ESM2, path: Path) -> None:
         token_dropout=module.token_dropout,
     )
     state = {f"encoder.{key}": value for key, value in module.state_dict().items()}
-    torch.save({"cfg": {"model": config}, "model": state}, path)
+    checkpoint = {"cfg": {"model": config}, "model": state}
+    if demo:
+        checkpoint[DEMO_MARK] = True
+    with atomic_write(Path(path), "wb") as handle:
+        torch.save(checkpoint, handle)

@@ -1,34 +1,31 @@
-"""`compare-attention`: run two attention backends on the same kept frames and measure the gap."""
+"""`compare-attention`: the whole prediction run twice on the same loaded models, once per
+attention backend, and the gap between the two measured frame by frame.
+
+Both runs are the prediction stream, consumed block by block in step. The first backend's
+features of a block go to a temporary file as its steps come; the second backend's steps are
+compared against them as they come, so memory holds one step, whatever the input.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..attention.hookspecs import EncoderSettings
-from ..attention.registry import get_backend
 from ..errors import UserError
-from ..sequences.fasta import read_fasta
-from ..sequences.prepare import prepared_blocks
+from ..sequences.fasta import NO_LIMITS, InputLimits, read_fasta
+from ..sequences.translation import KeptFrame
 from .predictor import Predictor
+from .provenance import code_version, input_description, now, software
+from .stream import predict_stream
 
 ACCEPT_ABOVE = 99.0
 VALIDATE_FROM = 95.0
-
-
-@dataclass
-class _Rows:
-    ids: list[str]
-    cosine: list[torch.Tensor]
-    mean_abs: list[torch.Tensor]
-    max_abs: list[torch.Tensor]
-    virus_a: list[torch.Tensor]
-    virus_b: list[torch.Tensor]
-    label_a: list[torch.Tensor]
-    label_b: list[torch.Tensor]
 
 
 def recommendation(agreement_percent: float) -> str:
@@ -39,39 +36,107 @@ def recommendation(agreement_percent: float) -> str:
     return "use v1-bmm"
 
 
+class _FeatureSpool:
+    """One block's features from the first backend, written as they come, read back in order."""
+
+    def __init__(self) -> None:
+        self.file = tempfile.TemporaryFile()  # noqa: SIM115 (closed by `close`)
+        self.width = 0
+
+    def close(self) -> None:
+        self.file.close()
+
+    def add(self, frames: Sequence[KeptFrame], features: torch.Tensor) -> None:
+        self.width = features.shape[1]
+        self.file.write(features.float().contiguous().numpy().tobytes())
+
+    def take(self, rows: int) -> torch.Tensor:
+        data = self.file.read(rows * self.width * 4)
+        return torch.from_numpy(np.frombuffer(data, np.float32).reshape(rows, self.width).copy())
+
+    def rewind(self) -> None:
+        self.file.seek(0)
+
+    def restart(self) -> None:
+        self.file.seek(0)
+        self.file.truncate()
+
+
+class _Gap:
+    """Per-frame measures of the difference between the two backends' embeddings."""
+
+    def __init__(self, nucleotide_width: int) -> None:
+        self.split = nucleotide_width
+        self.columns: dict[str, list[torch.Tensor]] = {
+            name: [] for name in ("cosine", "mean_abs", "max_abs", "nucleotide_cosine")
+        }
+
+    def add(self, first: torch.Tensor, second: torch.Tensor) -> None:
+        protein_a, protein_b = first[:, self.split :], second[:, self.split :]
+        difference = (protein_a - protein_b).abs()
+        self.columns["cosine"].append(_cosine(protein_a, protein_b))
+        self.columns["mean_abs"].append(difference.mean(dim=1))
+        self.columns["max_abs"].append(difference.amax(dim=1))
+        self.columns["nucleotide_cosine"].append(
+            _cosine(first[:, : self.split], second[:, : self.split])
+        )
+
+    def column(self, name: str) -> torch.Tensor:
+        return torch.cat(self.columns[name]) if self.columns[name] else torch.empty(0)
+
+
+def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return F.cosine_similarity(a.double(), b.double(), dim=1)
+
+
 def compare_backends(
-    predictor: Predictor, second_backend: str, input_path: Path, chunk_size: int
-) -> dict:
-    """Embed every kept frame of `input_path` with the predictor's backend and with
-    `second_backend`; classify both with the same nucleotide features. The report's per-frame
-    rows are per kept frame (the unit that is embedded and classified)."""
-    choice = predictor.choice
-    other = get_backend(second_backend).protein_encoder(
-        predictor.esm, EncoderSettings(choice.device, choice.dtype)
+    predictor: Predictor,
+    second_backend: str,
+    input_path: Path,
+    chunk_size: int,
+    limits: InputLimits = NO_LIMITS,
+) -> dict[str, Any]:
+    """Run `input_path` through the predictor's backend and through `second_backend`; report
+    per kept frame (the unit that is embedded and classified) how their ESM-2 embeddings,
+    virus scores and labels differ."""
+    started = now()
+    other = predictor.with_attention(second_backend)
+    spool = _FeatureSpool()
+    gap = _Gap(predictor.models.dnabert.module.config.hidden_size)
+    rows: list[tuple[Any, Any]] = []
+
+    def compare_step(frames: Sequence[KeptFrame], features: torch.Tensor) -> None:
+        gap.add(spool.take(len(frames)), features)
+
+    first = predict_stream(
+        predictor, read_fasta(input_path, limits), chunk_size, on_features=spool.add
     )
-    rows = _Rows(*([] for _ in range(8)))
-    for block in prepared_blocks(read_fasta(input_path), chunk_size):
-        if not block.frames:
-            continue
-        proteins = [frame.protein for frame in block.frames]
-        first, second = predictor.protein_encoder.embed(proteins), other.embed(proteins)
-        nucleotide = predictor.nucleotide_features(block.frames)
-        scores_a = predictor.scores(torch.cat([nucleotide, first], dim=1))
-        scores_b = predictor.scores(torch.cat([nucleotide, second], dim=1))
-        difference = (first - second).abs()
-        rows.ids.extend(frame.id for frame in block.frames)
-        rows.cosine.append(F.cosine_similarity(first.double(), second.double(), dim=1))
-        rows.mean_abs.append(difference.mean(dim=1))
-        rows.max_abs.append(difference.amax(dim=1))
-        rows.virus_a.append(scores_a[:, 1])
-        rows.virus_b.append(scores_b[:, 1])
-        rows.label_a.append(scores_a.argmax(dim=1))
-        rows.label_b.append(scores_b.argmax(dim=1))
-    if not rows.ids:
+    second = predict_stream(
+        other, read_fasta(input_path, limits), chunk_size, on_features=compare_step
+    )
+    try:
+        for block_a in first:
+            spool.rewind()
+            block_b = next(second)
+            rows += zip(block_a.frames, block_b.frames, strict=True)
+            spool.restart()
+    finally:
+        spool.close()
+    if not rows:
         raise UserError(f"{input_path}: no kept frame to compare")
-    return _report(
-        rows, choice.attention, second_backend, predictor.protein_encoder.kernel, other.kernel
-    )
+    report = _report(rows, gap, predictor, other)
+    report["provenance"] = {
+        "tool": "virnucpro-worker",
+        "code_version": code_version(),
+        "software": software(),
+        "started": started,
+        "finished": now(),
+        "input": input_description(input_path),
+        "chunk_size": chunk_size,
+        "first": predictor.provenance(chunk_size),
+        "second": other.provenance(chunk_size),
+    }
+    return report
 
 
 def _correlation(a: torch.Tensor, b: torch.Tensor) -> float | None:
@@ -80,20 +145,29 @@ def _correlation(a: torch.Tensor, b: torch.Tensor) -> float | None:
     return float(torch.corrcoef(torch.stack([a.double(), b.double()]))[0, 1])
 
 
-def _report(rows: _Rows, name_a: str, name_b: str, kernel_a: str, kernel_b: str) -> dict:
-    cosine, mean_abs, max_abs = (torch.cat(x) for x in (rows.cosine, rows.mean_abs, rows.max_abs))
-    virus_a, virus_b = torch.cat(rows.virus_a), torch.cat(rows.virus_b)
-    label_a, label_b = torch.cat(rows.label_a), torch.cat(rows.label_b)
-    agreement = float((label_a == label_b).double().mean() * 100)
-    labels = ("others", "virus")
+def _report(rows: list, gap: _Gap, first: Predictor, second: Predictor) -> dict[str, Any]:
+    name_a, name_b = first.attention, second.attention
+    cosine, mean_abs, max_abs = (gap.column(name) for name in ("cosine", "mean_abs", "max_abs"))
+    nucleotide = gap.column("nucleotide_cosine")
+    virus_a = torch.tensor([a.virus_score for a, _ in rows])
+    virus_b = torch.tensor([b.virus_score for _, b in rows])
+    agreement = 100 * sum(a.label == b.label for a, b in rows) / len(rows)
     return {
-        "backends": {name_a: kernel_a, name_b: kernel_b},
-        "frames": len(rows.ids),
+        "backends": {name_a: first.protein_encoder.kernel, name_b: second.protein_encoder.kernel},
+        "frames": len(rows),
         "embedding": {
             "cosine_min": float(cosine.min()),
             "cosine_mean": float(cosine.mean()),
             "mean_abs_diff": float(mean_abs.mean()),
             "max_abs_diff": float(max_abs.max()),
+        },
+        "nucleotide_embedding": {
+            "kernels": {
+                name_a: first.nucleotide_encoder.kernel,
+                name_b: second.nucleotide_encoder.kernel,
+            },
+            "cosine_min": float(nucleotide.min()),
+            "cosine_mean": float(nucleotide.mean()),
         },
         "prediction": {
             "label_agreement_percent": agreement,
@@ -102,15 +176,15 @@ def _report(rows: _Rows, name_a: str, name_b: str, kernel_a: str, kernel_b: str)
         "recommendation": recommendation(agreement),
         "per_frame": [
             {
-                "id": frame_id,
+                "id": a.id,
                 "cosine": float(cosine[i]),
                 "mean_abs_diff": float(mean_abs[i]),
                 "max_abs_diff": float(max_abs[i]),
-                f"label_{name_a}": labels[int(label_a[i])],
-                f"label_{name_b}": labels[int(label_b[i])],
-                f"virus_score_{name_a}": float(virus_a[i]),
-                f"virus_score_{name_b}": float(virus_b[i]),
+                f"label_{name_a}": a.label,
+                f"label_{name_b}": b.label,
+                f"virus_score_{name_a}": a.virus_score,
+                f"virus_score_{name_b}": b.virus_score,
             }
-            for i, frame_id in enumerate(rows.ids)
+            for i, (a, b) in enumerate(rows)
         ],
     }

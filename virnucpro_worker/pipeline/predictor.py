@@ -1,57 +1,105 @@
-"""Models loaded once, then any number of FASTA files turned into VirNucPro predictions."""
+"""Models loaded once, then any number of inputs turned into VirNucPro predictions."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..attention.hookspecs import EncoderSettings
-from ..attention.registry import get_backend
+from ..attention.encoding import Encoder, EncoderSettings
+from ..attention.registry import DEFAULT_BACKEND, get_backend
 from ..errors import UserError
 from ..models.classifier import ClassifierModel, load_classifier, predict_scores
-from ..models.devices import device_description, dtype_name
+from ..models.devices import device_description, dtype_name, resolve_device, resolve_dtype
 from ..models.dnabert import DnabertModel, load_dnabert
 from ..models.esm2 import Esm2Model, load_esm2
+from ..models.model_files import ModelFiles
+from ..sequences.chunking import CHUNK_SIZES
 from ..sequences.translation import KeptFrame
+
+if TYPE_CHECKING:
+    from ..sequences.sources import Source
+    from .prediction import Prediction
+    from .results import BlockResult
+    from .stream import StreamProgress
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ModelChoice:
-    esm: str | Path
-    dnabert: Path
-    classifier: Path
-    attention: str
+    """What to load and how to run it, as plain data (a queued job's parameters are JSON)."""
+
+    files: ModelFiles
+    attention: str = DEFAULT_BACKEND
+    device: str | None = None  # None: CUDA when available, else the CPU
+    dtype: str | None = None  # None: bf16 on CUDA, fp32 on the CPU
+
+
+@dataclass
+class LoadedModels:
+    """One model set in memory, and the encoders built on it, one pair per attention backend
+    (built once: a worker that serves both backends shares the weights)."""
+
+    files: ModelFiles
+    esm: Esm2Model
+    dnabert: DnabertModel
+    classifiers: dict[int, ClassifierModel]  # by chunk size
     device: torch.device
     dtype: torch.dtype
-    demo: bool = False
+    encoders: dict[str, tuple[Encoder, Encoder]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, files: ModelFiles, device: torch.device, dtype: torch.dtype) -> LoadedModels:
+        log.info("loading models on %s in %s", device, dtype_name(dtype))
+        by_path: dict[str, ClassifierModel] = {}
+        for path in files.classifiers.values():
+            by_path.setdefault(path, load_classifier(path, device))
+        return cls(
+            files,
+            load_esm2(files.esm, device, dtype),
+            load_dnabert(Path(files.dnabert), device, dtype),
+            {size: by_path[path] for size, path in files.classifiers.items()},
+            device,
+            dtype,
+        )
+
+    def encoders_for(self, attention: str) -> tuple[Encoder, Encoder]:
+        """(ESM-2 encoder, DNABERT-S encoder) of the named backend."""
+        if attention not in self.encoders:
+            backend = get_backend(attention)
+            settings = EncoderSettings(self.device, self.dtype)
+            self.encoders[attention] = (
+                backend.protein_encoder(self.esm, settings),
+                backend.nucleotide_encoder(self.dnabert, settings),
+            )
+        return self.encoders[attention]
+
+    @property
+    def demo(self) -> bool:
+        """Whether any model file carries the demo mark."""
+        models = [self.esm, self.dnabert, *self.classifiers.values()]
+        return any(model.demo for model in models)
 
 
 class Predictor:
-    """ESM-2, DNABERT-S and the classifier, loaded once; embeds and scores kept frames."""
+    """A loaded model set with one attention backend: embeds and scores kept frames.
 
-    def __init__(
-        self,
-        choice: ModelChoice,
-        esm: Esm2Model,
-        dnabert: DnabertModel,
-        classifier: ClassifierModel,
-    ) -> None:
-        self.choice = choice
-        self.esm, self.dnabert, self.classifier = esm, dnabert, classifier
-        backend = get_backend(choice.attention)
-        settings = EncoderSettings(choice.device, choice.dtype)
-        self.protein_encoder = backend.protein_encoder(esm, settings)
-        self.nucleotide_encoder = backend.nucleotide_encoder(dnabert, settings)
+    `predict` returns a whole `Prediction`; `predict_stream` yields block results for inputs
+    too large to hold. Both take a path, an open text stream or an iterable of (id, sequence).
+    """
+
+    def __init__(self, models: LoadedModels, attention: str = DEFAULT_BACKEND) -> None:
+        self.models, self.attention = models, attention
+        self.protein_encoder, self.nucleotide_encoder = models.encoders_for(attention)
         self._check_dimensions()
         log.info(
             "attention backend %s: ESM-2 through the %s kernel, DNABERT-S through %s",
-            choice.attention,
+            attention,
             self.protein_encoder.kernel,
             self.nucleotide_encoder.kernel,
         )
@@ -59,23 +107,42 @@ class Predictor:
     @classmethod
     def load(cls, choice: ModelChoice) -> Predictor:
         get_backend(choice.attention)  # an unknown name fails before minutes of loading
-        log.info("loading models on %s in %s", choice.device, dtype_name(choice.dtype))
-        return cls(
-            choice,
-            load_esm2(choice.esm, choice.device, choice.dtype),
-            load_dnabert(choice.dnabert, choice.device, choice.dtype),
-            load_classifier(choice.classifier, choice.device),
-        )
+        device = resolve_device(choice.device)
+        models = LoadedModels.load(choice.files, device, resolve_dtype(choice.dtype, device))
+        return cls(models, choice.attention)
+
+    def with_attention(self, attention: str) -> Predictor:
+        """The same loaded models through another attention backend."""
+        return Predictor(self.models, attention)
+
+    @property
+    def demo(self) -> bool:
+        return self.models.demo
+
+    @property
+    def chunk_sizes(self) -> tuple[int, ...]:
+        return self.models.files.chunk_sizes
+
+    def classifier_for(self, chunk_size: int) -> ClassifierModel:
+        if chunk_size not in CHUNK_SIZES:
+            raise UserError(f"chunk size must be one of {CHUNK_SIZES}, not {chunk_size}")
+        if chunk_size not in self.models.classifiers:
+            raise UserError(
+                f"no classifier for {chunk_size} bp chunks in this model set "
+                f"(it serves {', '.join(map(str, self.chunk_sizes))})"
+            )
+        return self.models.classifiers[chunk_size]
 
     def _check_dimensions(self) -> None:
-        nucleotide = self.dnabert.module.config.hidden_size
-        protein = self.esm.module.embed_dim
-        expected = self.classifier.module.hidden_layer.in_features
-        if nucleotide + protein != expected:
-            raise UserError(
-                f"{self.classifier.path}: the classifier takes {expected} features, but "
-                f"DNABERT-S ({nucleotide}) + ESM-2 ({protein}) give {nucleotide + protein}"
-            )
+        nucleotide = self.models.dnabert.module.config.hidden_size
+        protein = self.models.esm.module.embed_dim
+        for classifier in self.models.classifiers.values():
+            expected = classifier.module.hidden_layer.in_features
+            if nucleotide + protein != expected:
+                raise UserError(
+                    f"{classifier.path}: the classifier takes {expected} features, but "
+                    f"DNABERT-S ({nucleotide}) + ESM-2 ({protein}) give {nucleotide + protein}"
+                )
 
     def nucleotide_features(self, frames: Sequence[KeptFrame]) -> torch.Tensor:
         return self.nucleotide_encoder.embed([frame.nucleotide for frame in frames])
@@ -83,31 +150,57 @@ class Predictor:
     def protein_features(self, frames: Sequence[KeptFrame]) -> torch.Tensor:
         return self.protein_encoder.embed([frame.protein for frame in frames])
 
-    def scores(self, features: torch.Tensor) -> torch.Tensor:
-        return predict_scores(self.classifier.module, features)
+    def scores(self, features: torch.Tensor, chunk_size: int) -> torch.Tensor:
+        """float32 [N, 2]: (P(others), P(virus)) by the classifier for `chunk_size`."""
+        return predict_scores(self.classifier_for(chunk_size).module, features)
 
-    def provenance(self) -> dict:
-        choice = self.choice
+    def predict(self, source: Source, chunk_size: int = 500) -> Prediction:
+        from .prediction import predict
+
+        return predict(self, source, chunk_size)
+
+    def predict_stream(
+        self,
+        source: Source,
+        chunk_size: int = 500,
+        *,
+        on_progress: Callable[[StreamProgress], None] | None = None,
+    ) -> Iterator[BlockResult]:
+        from ..sequences.sources import records_of
+        from .stream import predict_stream
+
+        return predict_stream(self, records_of(source), chunk_size, on_progress=on_progress)
+
+    def provenance(self, chunk_size: int) -> dict[str, Any]:
+        """The run.json entries that say which models, backend, kernels, dtype and device."""
+        models = self.models
+        classifier = self.classifier_for(chunk_size)
         return {
-            "attention_backend": choice.attention,
+            "attention_backend": self.attention,
             "kernels": {
                 "esm2": self.protein_encoder.kernel,
                 "dnabert_s": self.nucleotide_encoder.kernel,
             },
-            "dtype": dtype_name(choice.dtype),
-            "device": device_description(choice.device),
-            "demo_models": choice.demo,
+            "dtype": dtype_name(models.dtype),
+            "device": device_description(models.device),
+            "demo_models": self.demo,
             "models": {
                 "esm2": {
-                    "source": str(choice.esm),
-                    "file": str(self.esm.path),
-                    "sha256": self.esm.sha256,
+                    "source": models.files.esm,
+                    "file": str(models.esm.path),
+                    "sha256": models.esm.sha256,
+                    "demo": models.esm.demo,
                 },
-                "dnabert_s": {"folder": str(self.dnabert.folder), "files": self.dnabert.files},
+                "dnabert_s": {
+                    "folder": str(models.dnabert.folder),
+                    "files": models.dnabert.files,
+                    "demo": models.dnabert.demo,
+                },
                 "classifier": {
-                    "file": str(self.classifier.path),
-                    "sha256": self.classifier.sha256,
-                    "format": self.classifier.format,
+                    "file": str(classifier.path),
+                    "sha256": classifier.sha256,
+                    "format": classifier.format,
+                    "demo": classifier.demo,
                 },
             },
         }

@@ -7,10 +7,18 @@ import subprocess
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .. import __version__
+from ..files import sha256_of
+from ..sequences.sources import Source, source_path
+from .outputs import DEMO_WARNING
+from .results import RunTotals
+
+if TYPE_CHECKING:
+    from .predictor import Predictor
 
 
 def _git(source: Path, *arguments: str) -> str:
@@ -50,4 +58,39 @@ def software() -> dict[str, str]:
 
 
 def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def input_description(source: Source) -> dict[str, Any]:
+    path = source_path(source)
+    if path is None:
+        return {"path": None, "kind": "stream" if hasattr(source, "read") else "records"}
+    return {"path": str(path.resolve()), "bytes": path.stat().st_size, "sha256": sha256_of(path)}
+
+
+def run_record(
+    predictor: Predictor,
+    chunk_size: int,
+    input_info: dict[str, Any],
+    totals: RunTotals,
+    started: str,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """run.json: what produced the result, from what, when, and what it holds. `extra` holds
+    what only the caller knows (the command line and config file, a job id)."""
+    record = {
+        "tool": "virnucpro-worker",
+        "code_version": code_version(),
+        "software": software(),
+        "started": started,
+        "finished": now(),
+        **(extra or {}),
+        "input": input_info,
+        "chunk_size": chunk_size,
+        **predictor.provenance(chunk_size),
+        "counts": totals.counts(),
+        "stage_seconds": {name: round(value, 3) for name, value in totals.stage_seconds.items()},
+    }
+    if predictor.demo:
+        record["warning"] = DEMO_WARNING
+    return record

@@ -1,247 +1,223 @@
-"""The result files, written block by block as scores arrive.
+"""Predictions as data: one row type per level (kept frame, chunk, input record) and the
+results of one block of whole records, which is what the prediction stream yields.
 
-`prediction_results.txt` and `prediction_results_highestscore.csv` keep the original tool's exact
-format (REFERENCE 1.4) so that existing downstream parsers keep working; `sequence_summary.tsv`
-is ours: one call per input record. All files appear together, and only when the writer closes
-without error.
+Keys are structured (record ordinal, chunk number, strand, frame): nothing downstream parses
+`contig7_chunk_3R2` back apart; the original's text ids are derived from the keys when needed.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterable, Sequence
+import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from types import TracebackType
-from typing import TextIO
 
 import numpy as np
-from torch import Tensor
 
-from ..errors import UserError
-from ..files import atomic_write
-from ..sequences.prepare import RecordInfo
-from ..sequences.translation import KeptFrame
-
-PREDICTIONS_FILE = "prediction_results.txt"
-HIGHEST_SCORE_FILE = "prediction_results_highestscore.csv"
-SUMMARY_FILE = "sequence_summary.tsv"
-DEMO_NOTICE_FILE = "DEMO_MODELS_PREDICTIONS_ARE_MEANINGLESS.txt"
-
-PREDICTIONS_HEADER = "Sequence_ID\tPrediction\tscore1\tscore2"
-HIGHEST_SCORE_HEADER = "Modified_ID\tIs_Virus"
-SUMMARY_HEADER = (
-    "record_id\tlength\tchunks\tkept_frames\tscored_chunks\tmax_virus_score"
-    "\tviral_chunk_fraction\tcall"
-)
-DEMO_BANNER = "# DEMO MODELS: predictions are meaningless"
-DEMO_NOTICE = """\
-These results were computed with DEMO models (random or tiny stand-in weights), not the
-published VirNucPro classifier and embedding models. Every score and every virus/others call
-in this directory is meaningless. prediction_results.txt and prediction_results_highestscore.csv
-keep the original column format, so they carry no mark of their own: this file and the first
-line of sequence_summary.tsv are the warning.
-"""
-VIRAL_FRACTION_CALL = 0.5  # a record is called virus when at least half its scored chunks are
+from ..sequences.chunking import chunk_id
+from ..sequences.prepare import PreparedBlock, RecordInfo
+from ..sequences.translation import KeptFrame, frame_id
+from .calls import VIRUS, chunk_is_virus, chunk_maxima, frame_label, record_call
 
 
-def format_score(x: float) -> str:
-    """The original's score text: shortest round-trip float32 representation."""
-    return str(np.float32(x))
+@dataclass(frozen=True, slots=True)
+class FrameScore:
+    """One kept frame's scores. Scores are float32 values (held in Python floats exactly)."""
 
-
-def chunk_id_of(frame_id: str) -> str:
-    """The original's Modified_ID: the frame id without its F1..R3 suffix."""
-    return frame_id[:-2]
-
-
-def is_virus(max_score1: float, max_score2: float) -> bool:
-    """The original's per-chunk rule; ties go to virus (unlike the per-frame label)."""
-    return bool(max_score2 >= max_score1)
-
-
-class ResultWriter:
-    """Writes the result files of one run into `out_dir`; use it as a context manager.
-
-    Call `add` once per block (whole records, their kept frames in order, one score row per
-    frame). The per-frame and per-record rows are streamed out; only the per-chunk virus call is
-    kept, because the highest-score file is sorted by chunk id over the whole input.
-
-    `records`, `chunks`, `frames`, `scored_chunks` and `viral_chunks` count what was written
-    (for run.json); chunks are all chunks of the records, scored ones those with a kept frame.
-    """
-
-    def __init__(self, out_dir: Path, demo: bool = False) -> None:
-        self.out_dir = Path(out_dir)
-        self.demo = demo
-        self._chunk_calls: dict[str, bool] = {}
-        self.records = self.chunks = self.frames = self.viral_chunks = 0
-        self._stack: contextlib.ExitStack | None = None
+    record: int  # ordinal of the record in the input, from 0
+    record_id: str
+    chunk: int  # the chunk's number in its record, from 1
+    strand: str  # "F" or "R"
+    frame: int  # 1..3
+    others_score: float  # the original's score1: P(others)
+    virus_score: float  # the original's score2: P(virus)
+    label: str  # calls.frame_label
 
     @property
-    def scored_chunks(self) -> int:
-        return len(self._chunk_calls)
+    def id(self) -> str:
+        """The original's Sequence_ID, e.g. `contig7_chunk_3R2`."""
+        return frame_id(self.record_id, self.chunk, self.strand, self.frame)
 
-    def __enter__(self) -> ResultWriter:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        with contextlib.ExitStack() as stack:
-            self._predictions = self._open(stack, PREDICTIONS_FILE)
-            self._highest = self._open(stack, HIGHEST_SCORE_FILE)
-            self._summary = self._open(stack, SUMMARY_FILE)
-            self._notice = self._open(stack, DEMO_NOTICE_FILE) if self.demo else None
-            self._stack = stack.pop_all()
-        self._predictions.write(PREDICTIONS_HEADER + "\n")
-        if self.demo:
-            self._summary.write(DEMO_BANNER + "\n")
-        self._summary.write(SUMMARY_HEADER + "\n")
-        return self
+    @property
+    def chunk_id(self) -> str:
+        return chunk_id(self.record_id, self.chunk)
 
-    def _open(self, stack: contextlib.ExitStack, name: str) -> TextIO:
-        return stack.enter_context(atomic_write(self.out_dir / name))
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        assert self._stack is not None
-        stack, self._stack = self._stack, None
-        if exc_type is not None:
-            stack.__exit__(exc_type, exc, traceback)  # no file is renamed into place
-            return
-        with stack:  # an error while finishing also leaves no file behind
-            write_highest_scores(self._highest, sorted(self._chunk_calls.items()))
-            if self._notice is not None:
-                self._notice.write(DEMO_NOTICE)
-        if not self.demo:
-            # A notice left by an earlier demo run would mislabel these real results.
-            (self.out_dir / DEMO_NOTICE_FILE).unlink(missing_ok=True)
+@dataclass(frozen=True, slots=True)
+class ChunkCall:
+    """A chunk with at least one kept frame, and the original's call on it."""
 
-    def add(
-        self, records: Sequence[RecordInfo], frames: Sequence[KeptFrame], scores: Tensor
-    ) -> None:
-        """Record one block's results; `scores[i]` = (P(others), P(virus)) of `frames[i]`."""
-        if self._stack is None:
-            raise RuntimeError("ResultWriter.add needs an open writer (use it with `with`)")
-        if tuple(scores.shape) != (len(frames), 2):
-            raise ValueError(f"scores must be [{len(frames)}, 2], not {list(scores.shape)}")
-        values = scores.detach().float().cpu().numpy()
-        maxima = self._write_frames(frames, values)
-        self._write_summaries(records, frames, values, self._add_chunk_calls(maxima))
-        self.records += len(records)
-        self.chunks += sum(record.chunks for record in records)
-        self.frames += len(frames)
+    record: int
+    record_id: str
+    chunk: int
+    kept_frames: int
+    max_others_score: float
+    max_virus_score: float
+    is_virus: bool  # calls.chunk_is_virus
 
-    def _write_frames(
-        self, frames: Sequence[KeptFrame], values: np.ndarray
-    ) -> dict[str, tuple[np.float32, np.float32]]:
-        """Write the per-frame rows; return each chunk's (max score1, max score2)."""
-        maxima: dict[str, tuple[np.float32, np.float32]] = {}
-        lines = []
-        for frame, (score1, score2) in zip(frames, values, strict=True):
-            # argmax as the original takes it: a tie gives index 0, `others`
-            label = "virus" if score2 > score1 else "others"
-            lines.append(f"{frame.id}\t{label}\t{format_score(score1)}\t{format_score(score2)}\n")
-            chunk = chunk_id_of(frame.id)
-            best1, best2 = maxima.get(chunk, (score1, score2))
-            maxima[chunk] = (max(best1, score1), max(best2, score2))
-        self._predictions.writelines(lines)
-        return maxima
+    @property
+    def id(self) -> str:
+        """The original's Modified_ID, e.g. `contig7_chunk_3`."""
+        return chunk_id(self.record_id, self.chunk)
 
-    def _add_chunk_calls(self, maxima: dict[str, tuple[np.float32, np.float32]]) -> dict[str, bool]:
-        calls = {chunk: is_virus(best1, best2) for chunk, (best1, best2) in maxima.items()}
-        # A block holds whole records, so a chunk's frames never span two blocks; if they did,
-        # its call would have been made on part of its frames.
-        repeated = next((chunk for chunk in calls if chunk in self._chunk_calls), None)
-        if repeated is not None:
-            raise ValueError(f"chunk {repeated} has frames in two blocks")
-        self._chunk_calls.update(calls)
-        self.viral_chunks += sum(calls.values())
-        return calls
 
-    def _write_summaries(
-        self,
-        records: Sequence[RecordInfo],
-        frames: Sequence[KeptFrame],
-        values: np.ndarray,
-        calls: dict[str, bool],
-    ) -> None:
-        per_record: dict[str, _RecordTally] = {record.id: _RecordTally() for record in records}
-        for frame, score2 in zip(frames, values[:, 1], strict=True):
-            tally = per_record.get(frame.record_id)
-            if tally is None:
-                raise ValueError(f"frame {frame.id} belongs to no record of its block")
-            tally.add_frame(chunk_id_of(frame.id), score2)
-        self._summary.writelines(
-            _summary_row(record, per_record[record.id], calls) for record in records
-        )
+@dataclass(frozen=True, slots=True)
+class RecordSummary:
+    """One input record: its size, what was scored, and our call (calls.record_call)."""
+
+    index: int  # ordinal in the input, from 0
+    id: str
+    length: int
+    chunks: int
+    kept_frames: int
+    scored_chunks: int  # chunks with at least one kept frame
+    viral_chunks: int
+    max_virus_score: float | None  # None when no frame was kept
+    viral_chunk_fraction: float | None  # viral_chunks / scored_chunks, None when unscored
+    call: str  # "virus", "others" or "unscored"
 
 
 @dataclass(slots=True)
-class _RecordTally:
-    frames: int = 0
-    max_virus_score: np.float32 | None = None
-    chunks: set[str] = field(default_factory=set)  # the record's scored chunks
+class BlockResult:
+    """The results for one block of whole input records, in input order.
 
-    def add_frame(self, chunk: str, score2: np.float32) -> None:
-        self.frames += 1
-        if self.max_virus_score is None or score2 > self.max_virus_score:
-            self.max_virus_score = score2
-        self.chunks.add(chunk)
+    `sequences` (the records' own) are there for the viral FASTA, `prepared` (the chunks and
+    kept frames with their sequences) for the intermediate files, when the block was just
+    computed.
+    """
 
-
-def _summary_row(record: RecordInfo, tally: _RecordTally, calls: dict[str, bool]) -> str:
-    """One `sequence_summary.tsv` row; a record with no kept frame is `unscored`."""
-    if not tally.chunks:
-        fields = [record.id, record.length, record.chunks, 0, 0, "", "", "unscored"]
-    else:
-        viral = sum(calls[chunk] for chunk in tally.chunks)
-        fraction = viral / len(tally.chunks)
-        fields = [
-            record.id,
-            record.length,
-            record.chunks,
-            tally.frames,
-            len(tally.chunks),
-            format_score(tally.max_virus_score),
-            f"{fraction:.4f}",
-            "virus" if fraction >= VIRAL_FRACTION_CALL else "others",
-        ]
-    return "\t".join(map(str, fields)) + "\n"
+    records: list[RecordSummary]
+    chunks: list[ChunkCall]  # scored chunks, in input order
+    frames: list[FrameScore]  # kept frames, in input order (chunk, then F1..R3)
+    sequences: list[str] | None = None
+    prepared: PreparedBlock | None = None
+    dropped_codons: int = 0  # codons with N or another IUPAC letter, skipped in kept frames
+    rna_records: int = 0  # written with U, read as T
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
-def write_highest_scores(handle: TextIO, calls: Iterable[tuple[str, bool]]) -> None:
-    handle.write(HIGHEST_SCORE_HEADER + "\n")
-    handle.writelines(f"{chunk}\t{call}\n" for chunk, call in calls)
+def frame_scores(
+    frames: Sequence[KeptFrame], scores: np.ndarray, ordinals: dict[str, int]
+) -> list[FrameScore]:
+    """`scores[i]` = (P(others), P(virus)) of `frames[i]`, float32."""
+    if scores.shape != (len(frames), 2):
+        raise ValueError(f"scores must be [{len(frames)}, 2], not {list(scores.shape)}")
+    stray = next((kept for kept in frames if kept.record_id not in ordinals), None)
+    if stray is not None:
+        raise ValueError(f"frame {stray.id} belongs to no record of its block")
+    return [
+        FrameScore(
+            ordinals[kept.record_id],
+            kept.record_id,
+            kept.chunk,
+            kept.strand,
+            kept.frame,
+            others,
+            virus,
+            frame_label(others, virus),
+        )
+        for kept, (others, virus) in zip(frames, scores.astype(np.float32).tolist(), strict=True)
+    ]
 
 
-def read_prediction_results(path: Path | str) -> list[tuple[str, str, float, float]]:
-    """Rows (Sequence_ID, Prediction, score1, score2) of a `prediction_results.txt`."""
-    path = Path(path)
-    with path.open() as handle:
-        header = handle.readline().rstrip("\n")
-        if header != PREDICTIONS_HEADER:
-            raise UserError(f"{path}: not a prediction_results.txt (header {header!r})")
-        return [_prediction_row(path, number, line) for number, line in enumerate(handle, 2)]
+def chunk_calls(frames: Sequence[FrameScore]) -> list[ChunkCall]:
+    """One call per chunk from its kept frames (consecutive in `frames`)."""
+    calls = []
+    for (record, chunk), group in itertools.groupby(frames, lambda f: (f.record, f.chunk)):
+        group = list(group)
+        max_others, max_virus = chunk_maxima((f.others_score, f.virus_score) for f in group)
+        viral = chunk_is_virus(max_others, max_virus)
+        first = group[0]
+        calls.append(
+            ChunkCall(record, first.record_id, chunk, len(group), max_others, max_virus, viral)
+        )
+    return calls
 
 
-def _prediction_row(path: Path, number: int, line: str) -> tuple[str, str, float, float]:
-    fields = line.rstrip("\n").split("\t")
-    try:
-        sequence_id, label, score1, score2 = fields
-        return sequence_id, label, float(score1), float(score2)
-    except ValueError:
-        raise UserError(
-            f"{path}:{number}: expected 4 tab-separated fields: id, label, score1, score2"
-        ) from None
+def record_summaries(
+    records: Sequence[RecordInfo], first_index: int, chunks: Sequence[ChunkCall]
+) -> list[RecordSummary]:
+    by_record: dict[int, list[ChunkCall]] = {}
+    for call in chunks:
+        by_record.setdefault(call.record, []).append(call)
+    return [
+        record_summary(first_index + offset, info, by_record.get(first_index + offset, []))
+        for offset, info in enumerate(records)
+    ]
 
 
-def highest_scores_from(rows: Iterable[tuple[str, str, float, float]]) -> list[tuple[str, bool]]:
-    """The original's highest-score table from per-frame rows: (Modified_ID, Is_Virus), sorted."""
-    maxima: dict[str, tuple[float, float]] = {}
-    for sequence_id, _label, score1, score2 in rows:
-        chunk = chunk_id_of(sequence_id)
-        best1, best2 = maxima.get(chunk, (score1, score2))
-        maxima[chunk] = (max(best1, score1), max(best2, score2))
-    return sorted((chunk, is_virus(*best)) for chunk, best in maxima.items())
+def record_summary(index: int, info: RecordInfo, chunks: Sequence[ChunkCall]) -> RecordSummary:
+    scored = len(chunks)
+    viral = sum(call.is_virus for call in chunks)
+    return RecordSummary(
+        index=index,
+        id=info.id,
+        length=info.length,
+        chunks=info.chunks,
+        kept_frames=sum(call.kept_frames for call in chunks),
+        scored_chunks=scored,
+        viral_chunks=viral,
+        max_virus_score=max((call.max_virus_score for call in chunks), default=None),
+        viral_chunk_fraction=viral / scored if scored else None,
+        call=record_call(scored, viral),
+    )
+
+
+def block_result(prepared: PreparedBlock, scores: np.ndarray, first_index: int) -> BlockResult:
+    """Apply the call rules to one prepared block and its frames' scores."""
+    ordinals = {info.id: first_index + offset for offset, info in enumerate(prepared.records)}
+    frames = frame_scores(prepared.frames, scores, ordinals)
+    chunks = chunk_calls(frames)
+    return BlockResult(
+        records=record_summaries(prepared.records, first_index, chunks),
+        chunks=chunks,
+        frames=frames,
+        sequences=prepared.sequences,
+        prepared=prepared,
+        dropped_codons=sum(kept.dropped_codons for kept in prepared.frames),
+        rna_records=prepared.rna_records,
+    )
+
+
+@dataclass
+class RunTotals:
+    """What a run's block results add up to: the counts and stage timings of run.json."""
+
+    records: int = 0
+    bases: int = 0
+    chunks: int = 0
+    kept_frames: int = 0
+    scored_chunks: int = 0
+    viral_chunks: int = 0
+    viral_records: int = 0
+    rna_records: int = 0
+    dropped_codons: int = 0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    def add(self, block: BlockResult) -> None:
+        self.records += len(block.records)
+        self.bases += sum(record.length for record in block.records)
+        self.chunks += sum(record.chunks for record in block.records)
+        self.kept_frames += len(block.frames)
+        self.scored_chunks += len(block.chunks)
+        self.viral_chunks += sum(call.is_virus for call in block.chunks)
+        self.viral_records += sum(record.call == VIRUS for record in block.records)
+        self.rna_records += block.rna_records
+        self.dropped_codons += block.dropped_codons
+        self.add_seconds(block.stage_seconds)
+
+    def add_seconds(self, seconds: dict[str, float]) -> None:
+        for stage, value in seconds.items():
+            self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + value
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "records": self.records,
+            "bases": self.bases,
+            "chunks": self.chunks,
+            "kept_frames": self.kept_frames,
+            "scored_chunks": self.scored_chunks,
+            "viral_chunks": self.viral_chunks,
+            "viral_records": self.viral_records,
+            "rna_records": self.rna_records,
+            "dropped_codons": self.dropped_codons,
+        }

@@ -1,4 +1,4 @@
 """Sequence preparation: FASTA -> chunks -> six-frame translation -> kept frames.
 
-Byte-identical to the original VirNucPro (see REFERENCE section 1), streaming record by record.
+Byte-identical to the original VirNucPro (docs/ALGORITHM.md 2-4), streaming record by record.
 """

@@ -8,10 +8,20 @@ from typing import NamedTuple
 CHUNK_SIZES = (300, 500)
 
 
+def chunk_id(record_id: str, number: int) -> str:
+    """The original's chunk name, `<record id>_chunk_<n>` (n from 1); its `Modified_ID`."""
+    return f"{record_id}_chunk_{number}"
+
+
 class Chunk(NamedTuple):
-    id: str
+    record_id: str
+    number: int  # 1-based position among the record's chunks
     start: int  # 0-based offset in the record
     sequence: str
+
+    @property
+    def id(self) -> str:
+        return chunk_id(self.record_id, self.number)
 
 
 def chunk_starts(length: int, size: int) -> list[int]:
@@ -35,8 +45,8 @@ def chunk_starts(length: int, size: int) -> list[int]:
 
 
 def chunk_record(record_id: str, sequence: str, size: int) -> list[Chunk]:
-    """Chunks `<id>_chunk_<n>` (n from 1), letter case kept."""
+    """The record's chunks in order, letter case kept."""
     return [
-        Chunk(f"{record_id}_chunk_{number}", start, sequence[start : start + size])
+        Chunk(record_id, number, start, sequence[start : start + size])
         for number, start in enumerate(chunk_starts(len(sequence), size), start=1)
     ]

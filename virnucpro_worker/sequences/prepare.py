@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..errors import UserError
-from ..files import atomic_write
+from ..files import atomic_write, check_writable_folder
 from .chunking import CHUNK_SIZES, Chunk, chunk_record
 from .fasta import (
-    ID_ENCODING,
-    ID_ERRORS,
+    NO_LIMITS,
     FastaRecord,
+    InputLimits,
     RawBlock,
     UniqueIds,
     fasta_stem,
@@ -53,8 +53,10 @@ class RecordInfo(NamedTuple):
 @dataclass(slots=True)
 class PreparedBlock:
     records: list[RecordInfo] = field(default_factory=list)
+    sequences: list[str] = field(default_factory=list)  # sequences[i] is records[i]'s
     chunks: list[Chunk] = field(default_factory=list)
     frames: list[KeptFrame] = field(default_factory=list)
+    rna_records: int = 0  # written with U, read as T
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +81,8 @@ class PrepareSummary:
     bases: int
     chunks: int
     frames: int
+    rna_records: int  # written with U, read as T
+    dropped_codons: int  # in kept frames: codons with N or another IUPAC letter
 
 
 def check_chunk_size(chunk_size: int) -> None:
@@ -104,16 +108,16 @@ def record_batches(
 def prepare_block(records: Sequence[FastaRecord], chunk_size: int) -> PreparedBlock:
     """Chunks and kept frames of whole records, computed together for speed (at most
     BLOCK_BASES of chunks at a time, so that one huge record does not multiply memory)."""
-    block, record_ids = PreparedBlock(), []
+    block = PreparedBlock()
     for record in records:
         chunks = chunk_record(record.id, record.sequence, chunk_size)
         block.records.append(RecordInfo(record.id, len(record.sequence), len(chunks)))
+        block.sequences.append(record.sequence)
         block.chunks.extend(chunks)
-        record_ids.extend([record.id] * len(chunks))
+        block.rna_records += record.rna
     step = BLOCK_BASES // chunk_size
     for start in range(0, len(block.chunks), step):
-        end = start + step
-        block.frames.extend(kept_frames(block.chunks[start:end], record_ids[start:end]))
+        block.frames.extend(kept_frames(block.chunks[start : start + step]))
     return block
 
 
@@ -135,13 +139,14 @@ def _line_slices(length: int) -> Callable[[str], tuple[str, ...]]:
     return operator.itemgetter(*lines, slice(0, 0))
 
 
-def _wrapped(sequence: str) -> str:
+def wrapped(sequence: str) -> str:
+    """`sequence` in 60-column lines, as Biopython writes FASTA."""
     return "\n".join(_line_slices(len(sequence))(sequence)[:-1])
 
 
 def chunk_text(chunks: Iterable[Chunk]) -> str:
     """Chunks as the original writes them (Biopython FASTA: `>id` and 60-column lines)."""
-    return "".join([f">{chunk.id}\n{_wrapped(chunk.sequence)}\n" for chunk in chunks])
+    return "".join([f">{chunk.id}\n{wrapped(chunk.sequence)}\n" for chunk in chunks])
 
 
 def frame_texts(frames: Sequence[KeptFrame]) -> tuple[str, str]:
@@ -158,23 +163,29 @@ class _BlockOutput:
     chunks: bytes
     nucleotide: bytes
     protein: bytes
-    counts: tuple[int, int, int, int]  # records, bases, chunks, frames
+    counts: tuple[int, ...]  # as PrepareSummary's, in its order
     record_ids: list[str]
     first_record: int
 
 
-def _block_output(raw: RawBlock, path: Path, chunk_size: int) -> _BlockOutput:
+def _block_output(raw: RawBlock, path: Path, chunk_size: int, limits: InputLimits) -> _BlockOutput:
     """Parse, check and prepare a block of the file; runs in a worker process when asked to."""
-    block = prepare_block(parse_block(raw, path), chunk_size)
-    bases = sum(info.length for info in block.records)
-    counts = (len(block.records), bases, len(block.chunks), len(block.frames))
+    records = parse_block(raw, path, limits)
+    block = prepare_block(records, chunk_size)
+    counts = (
+        len(block.records),
+        sum(info.length for info in block.records),
+        len(block.chunks),
+        len(block.frames),
+        sum(record.rna for record in records),
+        sum(frame.dropped_codons for frame in block.frames),
+    )
     ids = [info.id for info in block.records]
     nucleotide, protein = frame_texts(block.frames)
-    encode = functools.partial(str.encode, encoding=ID_ENCODING, errors=ID_ERRORS)
     return _BlockOutput(
-        encode(chunk_text(block.chunks)),
-        encode(nucleotide),
-        encode(protein),
+        chunk_text(block.chunks).encode(),
+        nucleotide.encode(),
+        protein.encode(),
         counts,
         ids,
         raw.first_record,
@@ -193,21 +204,23 @@ def _in_order(pool: Executor, work: Callable, items: Iterable, ahead: int) -> It
         yield pending.popleft().result()
 
 
-def _block_outputs(path: Path, chunk_size: int, workers: int) -> Iterator[_BlockOutput]:
+def _block_outputs(
+    path: Path, chunk_size: int, workers: int, limits: InputLimits
+) -> Iterator[_BlockOutput]:
     """Each raw block of the file prepared, in order; duplicate ids are checked here, across
     blocks, as the outputs come back."""
-    work = functools.partial(_block_output, path=path, chunk_size=chunk_size)
+    work = functools.partial(_block_output, path=path, chunk_size=chunk_size, limits=limits)
     unique = UniqueIds(path)
     if sys.platform != "linux" or threading.active_count() > 1:
         workers = 1  # forking is only safe from a single-threaded process on Linux
     with contextlib.ExitStack() as stack:
         if workers <= 1:
-            outputs = map(work, raw_blocks(path))
+            outputs = map(work, raw_blocks(path, limits=limits))
         else:
             # fork: workers start in milliseconds.
             context = multiprocessing.get_context("fork")
             pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=context))
-            blocks = raw_blocks(path, PARALLEL_BLOCK_BYTES)
+            blocks = raw_blocks(path, PARALLEL_BLOCK_BYTES, limits)
             outputs = _in_order(pool, work, blocks, ahead=4 * workers)
         for output in outputs:
             unique.add(output.record_ids, output.first_record)
@@ -219,7 +232,11 @@ def default_workers() -> int:
 
 
 def prepare(
-    input_path: Path | str, chunk_size: int, out_dir: Path | str, workers: int = 1
+    input_path: Path | str,
+    chunk_size: int,
+    out_dir: Path | str,
+    workers: int = 1,
+    limits: InputLimits = NO_LIMITS,
 ) -> PrepareSummary:
     """Write the three files the original tool writes for `input_path`, byte for byte.
 
@@ -232,13 +249,10 @@ def prepare(
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: exists and is not a directory")
     files = PreparedFiles.in_dir(out_dir, fasta_stem(input_path), chunk_size)
-    totals = [0, 0, 0, 0]
-    outputs = _block_outputs(input_path, chunk_size, workers)
+    totals = [0] * 6
+    outputs = _block_outputs(input_path, chunk_size, workers, limits)
     first = next(outputs)  # input errors surface before any output directory is created
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UserError(f"{out_dir}: cannot create the output directory ({error})") from None
+    check_writable_folder(out_dir)
     with (
         atomic_write(files.chunks, "wb") as chunk_out,
         atomic_write(files.nucleotide, "wb") as nucleotide_out,
@@ -249,7 +263,7 @@ def prepare(
             nucleotide_out.write(output.nucleotide)
             protein_out.write(output.protein)
             totals = [a + b for a, b in zip(totals, output.counts, strict=True)]
-    records, bases, chunks, frames = totals
-    if frames == 0:
+    summary = PrepareSummary(files, *totals)
+    if summary.frames == 0:
         log.warning("%s: no stop-free frame in any chunk; the frame files are empty", input_path)
-    return PrepareSummary(files, records, bases, chunks, frames)
+    return summary

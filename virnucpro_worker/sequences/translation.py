@@ -1,8 +1,8 @@
 """Six-frame translation and the original's frame selection, vectorised over many chunks.
 
-Rules (REFERENCE 1.2): upper-case; only the 64 ACGT codons translate, any other codon is dropped;
-a frame is kept iff its translation is non-empty and has no stop; its nucleotide slice is the
-translated span plus one base.
+Rules (docs/ALGORITHM.md 4): upper-case; only the 64 ACGT codons translate, any other codon is
+dropped; a frame is kept iff its translation is non-empty and has no stop; its nucleotide slice
+is the translated span plus one base.
 
 Speed comes from doing the per-base work once per block of chunks with numpy: every window of
 three bases gets one code, looked up in two tables (the codon, and its reverse complement, so the
@@ -18,9 +18,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .chunking import Chunk
+from .chunking import Chunk, chunk_id
 
 FRAME_NAMES = ("F1", "F2", "F3", "R1", "R2", "R3")
+_STRANDS = "FFFRRR"
 _BASES = "TCAG"  # standard-code order: codon index 16*b1 + 4*b2 + b3
 _AMINO_ACIDS = "FFLLSSSSYY**CC*WLLLLPPPPHHQQRRRRIIIMTTTTNNKKSSRRVVVVAAAADDEEGGGG"
 _OTHER = 4  # base code of any letter outside ACGT: its codons are dropped
@@ -53,11 +54,24 @@ _BASE_CODES = _base_codes()
 _FORWARD_TABLE, _REVERSE_TABLE = _window_tables()
 
 
+def frame_id(record_id: str, chunk: int, strand: str, frame: int) -> str:
+    """The original's kept-frame name: chunk id + F1..F3 (forward) or R1..R3 (reverse
+    complement), no separator, e.g. `contig7_chunk_3R2`."""
+    return f"{chunk_id(record_id, chunk)}{strand}{frame}"
+
+
 class KeptFrame(NamedTuple):
-    id: str  # chunk id + F1..R3, e.g. contig7_chunk_3R2
     record_id: str
-    nucleotide: str
+    chunk: int  # the chunk's number in its record, from 1
+    strand: str  # "F": the chunk as given, "R": its reverse complement
+    frame: int  # 1..3: translation starts at offset frame - 1 of the strand
+    nucleotide: str  # the translated span plus one base (the original's slice)
     protein: str
+    dropped_codons: int  # codons with a letter other than ACGT, skipped as the original does
+
+    @property
+    def id(self) -> str:
+        return frame_id(self.record_id, self.chunk, self.strand, self.frame)
 
 
 def _window_amino_acids(strand: str) -> tuple[np.ndarray, np.ndarray]:
@@ -95,8 +109,8 @@ def _count(flags: np.ndarray, first: np.ndarray, count: np.ndarray) -> np.ndarra
     return totals
 
 
-def kept_frames(chunks: Sequence[Chunk], record_ids: Sequence[str]) -> list[KeptFrame]:
-    """The kept frames of `chunks` (record_ids[i] owns chunks[i]), in chunk then F1..R3 order."""
+def kept_frames(chunks: Sequence[Chunk]) -> list[KeptFrame]:
+    """The kept frames of `chunks`, in chunk then F1..R3 order."""
     if not chunks:
         return []
     strand = "".join(chunk.sequence for chunk in chunks)
@@ -123,12 +137,12 @@ def kept_frames(chunks: Sequence[Chunk], record_ids: Sequence[str]) -> list[Kept
     if not stop_free.any():
         return []
     return _build_frames(
-        chunks, record_ids, strand, forward, reverse, stop_free, first, windows, starts, lengths
+        chunks, strand, forward, reverse, stop_free, first, windows, starts, lengths
     )
 
 
 def _build_frames(
-    chunks, record_ids, strand, forward, reverse, stop_free, first, windows, starts, lengths
+    chunks, strand, forward, reverse, stop_free, first, windows, starts, lengths
 ) -> list[KeptFrame]:
     chunk_index, frame_index = np.nonzero(stop_free)  # row-major: chunk order, then F1..R3
     count = windows[stop_free]
@@ -160,17 +174,25 @@ def _build_frames(
     shift = frame_index % 3
     slice_start = chunk_start + shift
     slice_end = chunk_start + np.minimum(shift + 3 * protein_length + 1, lengths[chunk_index])
+    dropped = count - protein_length
     return [
         KeptFrame(
-            chunks[c].id + FRAME_NAMES[f], record_ids[c], both[a:b], letters[end - size : end]
+            chunks[c].record_id,
+            chunks[c].number,
+            _STRANDS[f],
+            f % 3 + 1,
+            both[a:b],
+            letters[end - size : end],
+            skipped,
         )
-        for c, f, a, b, size, end in zip(
+        for c, f, a, b, size, end, skipped in zip(
             chunk_index.tolist(),
             frame_index.tolist(),
             slice_start.tolist(),
             slice_end.tolist(),
             protein_length.tolist(),
             protein_end.tolist(),
+            dropped.tolist(),
             strict=True,
         )
         if size  # a frame of only untranslatable codons is empty: not kept

@@ -1,0 +1,42 @@
+"""A progress bar on stderr (records, frames, ETA) when it is a terminal; silent otherwise."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+
+from ..pipeline.stream import StreamProgress
+
+
+@contextlib.contextmanager
+def progress_bar(
+    enabled: bool, total_records: int, unit: str = "records"
+) -> Iterator[Callable[[StreamProgress], None]]:
+    """A callback for `on_progress` that moves the bar to each report."""
+    if not (enabled and sys.stderr.isatty()):
+        yield lambda done: None
+        return
+    columns = (
+        TextColumn(unit),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[frames]} frames"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True)) as progress:
+        task = progress.add_task("predict", total=total_records, frames=0)
+
+        def update(done: StreamProgress) -> None:
+            progress.update(task, completed=done.records, frames=done.frames)
+
+        yield update

@@ -1,0 +1,281 @@
+"""The result files: every name and format, and the writer that turns block results into them.
+
+`prediction_results.txt` and `prediction_results_highestscore.csv` keep the original tool's exact
+format (docs/ALGORITHM.md 8) so that existing downstream parsers keep working;
+`sequence_summary.tsv`, `run.json` and `viral_sequences.fa` are ours. A run's files appear
+together, and only when it succeeds (files.StagedFolder).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import TextIO
+
+import numpy as np
+import torch
+
+from ..errors import UserError
+from ..files import StagedFolder
+from ..sequences.prepare import PreparedFiles, chunk_text, frame_texts, wrapped
+from ..sequences.translation import KeptFrame
+from .calls import VIRUS, chunk_is_virus, chunk_maxima
+from .results import BlockResult, FrameScore, RecordSummary
+
+PREDICTIONS_FILE = "prediction_results.txt"
+HIGHEST_SCORE_FILE = "prediction_results_highestscore.csv"
+SUMMARY_FILE = "sequence_summary.tsv"
+RUN_FILE = "run.json"
+VIRAL_FASTA_FILE = "viral_sequences.fa"
+DEMO_NOTICE_FILE = "DEMO_MODELS_PREDICTIONS_ARE_MEANINGLESS.txt"
+# Names every predict run owns in its folder, whether or not this run writes them.
+RESULT_FILES = (PREDICTIONS_FILE, HIGHEST_SCORE_FILE, SUMMARY_FILE, VIRAL_FASTA_FILE)
+OWNED_FILES = (*RESULT_FILES, DEMO_NOTICE_FILE, RUN_FILE)
+
+PREDICTIONS_HEADER = "Sequence_ID\tPrediction\tscore1\tscore2"
+HIGHEST_SCORE_HEADER = "Modified_ID\tIs_Virus"
+SUMMARY_COLUMNS = (
+    "record_id",
+    "length",
+    "chunks",
+    "kept_frames",
+    "scored_chunks",
+    "max_virus_score",
+    "viral_chunk_fraction",
+    "call",
+)
+SUMMARY_HEADER = "\t".join(SUMMARY_COLUMNS)
+DEMO_BANNER = "# DEMO MODELS: predictions are meaningless"
+DEMO_WARNING = "DEMO MODELS: these predictions are meaningless (random weights)"
+DEMO_NOTICE = """\
+These results were computed with DEMO models (random or tiny stand-in weights), not the
+published VirNucPro classifier and embedding models. Every score and every virus/others call
+in this directory is meaningless. prediction_results.txt and prediction_results_highestscore.csv
+keep the original column format, so they carry no mark of their own: this file, the first
+line of sequence_summary.tsv and "demo_models" in run.json are the warning.
+"""
+
+
+def format_score(x: float) -> str:
+    """The original's score text: shortest round-trip float32 representation."""
+    return str(np.float32(x))
+
+
+def prediction_line(frame: FrameScore) -> str:
+    others, virus = format_score(frame.others_score), format_score(frame.virus_score)
+    return f"{frame.id}\t{frame.label}\t{others}\t{virus}\n"
+
+
+def summary_line(record: RecordSummary) -> str:
+    """One `sequence_summary.tsv` row; an unscored record has empty score columns."""
+    if record.scored_chunks:
+        scores = [format_score(record.max_virus_score), f"{record.viral_chunk_fraction:.4f}"]
+    else:
+        scores = ["", ""]
+    fields = [record.id, record.length, record.chunks, record.kept_frames, record.scored_chunks]
+    return "\t".join(map(str, [*fields, *scores, record.call])) + "\n"
+
+
+def write_highest_scores(handle: TextIO, calls: Iterable[tuple[str, bool]]) -> None:
+    """The per-chunk file; `calls` are (Modified_ID, Is_Virus), already sorted by id."""
+    handle.write(HIGHEST_SCORE_HEADER + "\n")
+    handle.writelines(f"{chunk}\t{call}\n" for chunk, call in calls)
+
+
+def fasta_entry(record_id: str, sequence: str) -> str:
+    return f">{record_id}\n{wrapped(sequence)}\n"
+
+
+def intermediate_files(stem: str, chunk_size: int) -> tuple[PreparedFiles, str]:
+    """The original tool's intermediates (`--keep-intermediate`): the three `prepare` files
+    and the merged features, `STEM_merged.pt`."""
+    return PreparedFiles.in_dir(Path(), stem, chunk_size), f"{stem}_merged.pt"
+
+
+class ResultWriter:
+    """Writes one run's files into `out_dir`; use it as a context manager.
+
+    Call `add` once per block result, in input order, then `commit` with the run's provenance.
+    Per-frame and per-record rows stream out; only the per-chunk calls are kept, because the
+    highest-score file is sorted by chunk id over the whole input. The counters (records,
+    chunks, frames, scored_chunks, viral_chunks) are what the files hold.
+    """
+
+    def __init__(
+        self,
+        out_dir: Path,
+        *,
+        demo: bool = False,
+        viral_fasta: bool = False,
+        intermediates: tuple[str, int] | None = None,
+    ) -> None:
+        """`intermediates`: (stem, chunk size) to also write the original's intermediates."""
+        self.demo, self.viral_fasta = demo, viral_fasta
+        self.staged = StagedFolder(Path(out_dir), RUN_FILE)
+        self.intermediates = intermediates
+        self._chunk_calls: dict[str, bool] = {}
+        self.records = self.chunks = self.frames = self.viral_chunks = 0
+        self._files: dict[str, TextIO] = {}
+        self._merged: _MergedFeatures | None = None
+
+    @property
+    def scored_chunks(self) -> int:
+        return len(self._chunk_calls)
+
+    def __enter__(self) -> ResultWriter:
+        self.staged.__enter__()
+        names = [PREDICTIONS_FILE, SUMMARY_FILE]
+        if self.viral_fasta:
+            names.append(VIRAL_FASTA_FILE)
+        if self.intermediates:
+            prepared, merged = intermediate_files(*self.intermediates)
+            names += [prepared.chunks.name, prepared.nucleotide.name, prepared.protein.name]
+            self._merged = _MergedFeatures(self.staged.file(merged))
+        self._files = {name: self.staged.open(name) for name in names}
+        self._files[PREDICTIONS_FILE].write(PREDICTIONS_HEADER + "\n")
+        if self.demo:
+            self._files[SUMMARY_FILE].write(DEMO_BANNER + "\n")
+        self._files[SUMMARY_FILE].write(SUMMARY_HEADER + "\n")
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        for handle in self._files.values():
+            handle.close()
+        if self._merged is not None:
+            self._merged.close()
+        self.staged.__exit__(exc_type, exc, traceback)
+
+    def add(self, block: BlockResult) -> None:
+        """Write one block's rows."""
+        if not self._files:
+            raise RuntimeError("ResultWriter.add needs an open writer (use it with `with`)")
+        self._files[PREDICTIONS_FILE].writelines(map(prediction_line, block.frames))
+        self._files[SUMMARY_FILE].writelines(map(summary_line, block.records))
+        for call in block.chunks:
+            # A block holds whole records, so a chunk's frames never span two blocks; if they
+            # did, its call would have been made on part of its frames.
+            if call.id in self._chunk_calls:
+                raise ValueError(f"chunk {call.id} has frames in two blocks")
+            self._chunk_calls[call.id] = call.is_virus
+        self.viral_chunks += sum(call.is_virus for call in block.chunks)
+        self.records += len(block.records)
+        self.chunks += sum(record.chunks for record in block.records)
+        self.frames += len(block.frames)
+        if self.viral_fasta:
+            self._write_viral(block)
+        if self.intermediates:
+            self._write_intermediates(block)
+
+    def _write_viral(self, block: BlockResult) -> None:
+        if block.sequences is None:
+            raise ValueError("the viral FASTA needs the records' sequences")
+        self._files[VIRAL_FASTA_FILE].writelines(
+            fasta_entry(record.id, sequence)
+            for record, sequence in zip(block.records, block.sequences, strict=True)
+            if record.call == VIRUS
+        )
+
+    def _write_intermediates(self, block: BlockResult) -> None:
+        if block.prepared is None:
+            raise ValueError("the intermediate files need the prepared block")
+        prepared, _ = intermediate_files(*self.intermediates)
+        nucleotide, protein = frame_texts(block.prepared.frames)
+        self._files[prepared.chunks.name].write(chunk_text(block.prepared.chunks))
+        self._files[prepared.nucleotide.name].write(nucleotide)
+        self._files[prepared.protein.name].write(protein)
+
+    def add_features(self, frames: Sequence[KeptFrame], features: torch.Tensor) -> None:
+        """The merged features of `frames` (for `STEM_merged.pt`), as the stream computes them."""
+        if self._merged is not None:
+            self._merged.add(frames, features)
+
+    def commit(self, run: dict) -> None:
+        """Finish every file, write `run` as run.json (with the list of outputs), and move
+        them all into the output folder."""
+        with self.staged.open(HIGHEST_SCORE_FILE) as handle:
+            write_highest_scores(handle, sorted(self._chunk_calls.items()))
+        names = [*self._files, HIGHEST_SCORE_FILE, RUN_FILE]
+        for handle in self._files.values():
+            handle.close()
+        if self.demo:
+            self.staged.file(DEMO_NOTICE_FILE).write_text(DEMO_NOTICE)
+            names.append(DEMO_NOTICE_FILE)
+        if self._merged is not None:
+            names.append(self._merged.save())
+        run["outputs"] = sorted(names)
+        with self.staged.open(RUN_FILE) as handle:
+            json.dump(run, handle, indent=2)
+            handle.write("\n")
+        self.staged.commit(names, owned=OWNED_FILES)
+
+
+class _MergedFeatures:
+    """`STEM_merged.pt` in the original's {'ids': [...], 'data': Tensor[N, 3328]} layout.
+
+    Features go to a raw float32 file as steps arrive; the .pt is written from a memory map of
+    it at the end, so memory does not grow with the number of frames.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.raw = tempfile.TemporaryFile(dir=path.parent)  # noqa: SIM115 (closed by `close`)
+        self.ids: list[str] = []
+        self.width = 0
+
+    def add(self, frames: Sequence[KeptFrame], features: torch.Tensor) -> None:
+        self.width = features.shape[1]
+        self.ids.extend(frame.id for frame in frames)
+        self.raw.write(features.float().contiguous().numpy().tobytes())
+
+    def save(self) -> str:
+        self.raw.flush()
+        shape = (len(self.ids), self.width)
+        data = (
+            torch.from_numpy(np.memmap(self.raw, np.float32, "c", shape=shape))
+            if self.ids
+            else torch.empty(shape)
+        )
+        with self.path.open("wb") as handle:
+            torch.save({"ids": self.ids, "data": data}, handle)
+        return self.path.name
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def read_prediction_results(path: Path | str) -> list[tuple[str, str, float, float]]:
+    """Rows (Sequence_ID, Prediction, score1, score2) of a `prediction_results.txt`."""
+    path = Path(path)
+    with path.open() as handle:
+        header = handle.readline().rstrip("\n")
+        if header != PREDICTIONS_HEADER:
+            raise UserError(f"{path}: not a prediction_results.txt (header {header!r})")
+        return [_prediction_row(path, number, line) for number, line in enumerate(handle, 2)]
+
+
+def _prediction_row(path: Path, number: int, line: str) -> tuple[str, str, float, float]:
+    fields = line.rstrip("\n").split("\t")
+    try:
+        sequence_id, label, score1, score2 = fields
+        return sequence_id, label, float(score1), float(score2)
+    except ValueError:
+        raise UserError(
+            f"{path}:{number}: expected 4 tab-separated fields: id, label, score1, score2"
+        ) from None
+
+
+def highest_scores_from(rows: Iterable[tuple[str, str, float, float]]) -> list[tuple[str, bool]]:
+    """The original's highest-score table recomputed from per-frame rows as read back from
+    the text (as the original did): (Modified_ID, Is_Virus), sorted."""
+    scores: dict[str, list[tuple[float, float]]] = {}
+    for sequence_id, _label, score1, score2 in rows:
+        scores.setdefault(sequence_id[:-2], []).append((score1, score2))  # strip F1..R3
+    return sorted((chunk, chunk_is_virus(*chunk_maxima(pairs))) for chunk, pairs in scores.items())

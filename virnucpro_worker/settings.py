@@ -1,0 +1,213 @@
+"""Settings, read once at the edge (the CLI, `load_models`, the queue's entry points) and passed
+down as one typed object; nothing below reads the environment.
+
+Each setting comes from, strongest first: the option (command line or function argument), the
+`VIRNUCPRO_<NAME>` environment variable, the config file, the default. The config file is
+`$VIRNUCPRO_CONFIG`, else `~/.config/virnucpro/config.toml`, with the names below as keys:
+
+    attention = "flash-varlen"
+    models = "/models/virnucpro"          # a model folder (models/model_files.py), or:
+    esm = "/models/esm2_t36_3B_UR50D.pt"
+    dnabert = "/models/DNABERT-S"
+    classifier = "/models/500_model.pth"
+    database_url = "postgresql://virnucpro@db/virnucpro"
+
+The model set is taken whole from the strongest source that names one (`demo_models`, a
+`models` folder, or `esm`/`dnabert`/`classifier`); explicit files are filled in key by key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from .attention.registry import DEFAULT_BACKEND, V1_BACKEND
+from .errors import UserError
+from .models.model_files import ModelFiles
+from .sequences.fasta import InputLimits
+
+DEFAULT_ESM = "esm2_t36_3B_UR50D"
+MODEL_KEYS = ("demo_models", "models", "esm", "dnabert", "classifier")
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
+@dataclass(frozen=True)
+class Settings:
+    demo_models: bool = False
+    models: str | None = None
+    esm: str | None = None
+    dnabert: str | None = None
+    classifier: str | None = None
+    attention: str = DEFAULT_BACKEND
+    device: str | None = None  # None: CUDA when available, else the CPU
+    dtype: str | None = None  # None: bf16 on CUDA, fp32 on the CPU
+    cache: str = "~/.cache/virnucpro"  # the demo models are built here once
+    database_url: str | None = None
+    redis_url: str | None = None
+    queue: str = "virnucpro"
+    shard_chunks: int = 40_000  # chunks per queued shard: about a minute on an H200
+    max_input_bytes: int = 64 << 30
+    max_record_length: int = 250_000_000
+    config_file: str | None = None  # the file these settings were read from, if any
+    config_sha256: str | None = None
+    model_files: ModelFiles | None = None  # resolved from the model keys above
+
+    def require_models(self) -> ModelFiles:
+        if self.model_files is None:
+            raise UserError(
+                "no models: give --models DIR, or --dnabert DIR and --classifier FILE "
+                "(or set them in the config file), or use --demo-models"
+            )
+        return self.model_files
+
+    @property
+    def limits(self) -> InputLimits:
+        return InputLimits(self.max_input_bytes, self.max_record_length)
+
+
+def environment_name(key: str) -> str:
+    return f"VIRNUCPRO_{key.upper()}"
+
+
+_KEYS = {f.name for f in fields(Settings)} - {"config_file", "config_sha256", "model_files"}
+
+
+def load_settings(options: Mapping[str, Any], environ: Mapping[str, str]) -> Settings:
+    """`options`: setting names to values, None where not given (a `config` key names the
+    config file); `environ`: the process environment."""
+    config_path = _config_path(options.get("config"), environ)
+    config = _read_config(config_path)
+    levels = [
+        ("option", {key: value for key, value in options.items() if key in _KEYS}),
+        ("environment", _from_environment(environ)),
+        (f"config file {config_path}", config),
+    ]
+    values: dict[str, Any] = {}
+    for key in _KEYS - set(MODEL_KEYS):
+        for _, level in levels:
+            if level.get(key) is not None:
+                values[key] = _typed(key, level[key])
+                break
+    values.update(_model_settings(levels))
+    if config:
+        values["config_file"] = str(config_path)
+        values["config_sha256"] = hashlib.sha256(config_path.read_bytes()).hexdigest()
+    settings = Settings(**values)
+    files = _model_files(settings)
+    return Settings(**values, model_files=files) if files else settings
+
+
+def _config_path(option: str | None, environ: Mapping[str, str]) -> Path:
+    explicit = option or environ.get("VIRNUCPRO_CONFIG")
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise UserError(f"{path}: VIRNUCPRO_CONFIG names a file that does not exist")
+        return path
+    return Path(environ.get("HOME", "~")).expanduser() / ".config" / "virnucpro" / "config.toml"
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        settings = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise UserError(f"{path}: not valid TOML ({error})") from None
+    unknown = set(settings) - _KEYS
+    if unknown:
+        raise UserError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
+    return settings
+
+
+def _from_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    values = {
+        key: environ[environment_name(key)] for key in _KEYS if environment_name(key) in environ
+    }
+    values = {key: value for key, value in values.items() if value != ""}
+    if "attention" not in values and _typed(
+        "v1_attention", environ.get("VIRNUCPRO_V1_ATTENTION", "")
+    ):
+        values["attention"] = V1_BACKEND  # the original refactor's switch
+    return values
+
+
+def _model_settings(levels: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """The model keys of the strongest level that names a model set, explicit files filled in
+    from weaker levels."""
+    for where, level in levels:
+        named = [
+            key
+            for key in MODEL_KEYS
+            if level.get(key) is not None and _typed(key, level[key]) is not False
+        ]
+        if not named:
+            continue
+        kinds = {key if key in ("demo_models", "models") else "files" for key in named}
+        if len(kinds) > 1:
+            raise UserError(f"{where}: {', '.join(named)} name different model sets; give one")
+        chosen = {key: _typed(key, level[key]) for key in named}
+        if "files" in kinds:
+            for _, weaker in levels:
+                for key in ("esm", "dnabert", "classifier"):
+                    if key not in chosen and weaker.get(key) is not None:
+                        chosen[key] = str(weaker[key])
+        return chosen
+    return {}
+
+
+def _model_files(settings: Settings) -> ModelFiles | None:
+    if settings.demo_models:
+        from .models.demo import cached_demo_models  # builds models: needs torch
+
+        return cached_demo_models(Path(settings.cache).expanduser())
+    if settings.models:
+        return ModelFiles.in_folder(Path(settings.models).expanduser())
+    if settings.dnabert and settings.classifier:
+        return ModelFiles.explicit(
+            _expanded(settings.esm or DEFAULT_ESM),
+            _expanded(settings.dnabert),
+            _expanded(settings.classifier),
+        )
+    if settings.esm or settings.dnabert or settings.classifier:
+        missing = [f"--{key}" for key in ("dnabert", "classifier") if not getattr(settings, key)]
+        raise UserError(
+            f"incomplete model set: also give {' and '.join(missing)} (or use --models DIR)"
+        )
+    return None
+
+
+def _expanded(value: str) -> str:
+    """A path with ~ expanded; a fair-esm model name unchanged."""
+    return str(Path(value).expanduser()) if value.startswith("~") else str(value)
+
+
+_INTEGERS = {"shard_chunks", "max_input_bytes", "max_record_length"}
+_BOOLEANS = {"demo_models", "v1_attention"}
+
+
+def _typed(key: str, value: Any) -> Any:
+    if key in _BOOLEANS:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text not in TRUE + FALSE:
+            raise UserError(f"{key}: expected true or false, not {value!r}")
+        return text in TRUE
+    if key in _INTEGERS:
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise UserError(f"{key}: expected a whole number, not {value!r}") from None
+        if number < 1:
+            raise UserError(f"{key}: must be at least 1, not {number}")
+        return number
+    if isinstance(value, Path):
+        return str(value)
+    if not isinstance(value, str):
+        raise UserError(f"{key}: expected a string, not {type(value).__name__} {value!r}")
+    return value
