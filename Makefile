@@ -2,7 +2,7 @@
 # PyTorch: the CPU build 2.13.0 (GPU hosts install their own CUDA build before the package).
 VENV := .venv
 BIN := $(VENV)/bin
-DEMO_INPUT := tests/data/conformance/test_with_orfs.fa
+DEMO_INPUT := examples/demo_contigs.fa
 
 .PHONY: demo test clean
 

@@ -104,23 +104,23 @@ def test_the_model_set_comes_whole_from_the_strongest_source(demo_models, tmp_pa
         f'esm = "{demo_models.esm}"\ndnabert = "{demo_models.dnabert}"\n'
         f'classifier = "{demo_models.classifier}"\n'
     )
-    from_config = settings(config_text=config, tmp_path=tmp_path).model_files
+    from_config = settings(config_text=config, tmp_path=tmp_path).model_files()
     assert from_config.classifiers == {
         300: str(demo_models.classifier),
         500: str(demo_models.classifier),
     }
     # An explicit file from a stronger source replaces that file only...
     mixed = settings({"classifier": str(demo_models.classifier_300)}, None, config, tmp_path)
-    assert mixed.model_files.esm == str(demo_models.esm)
-    assert mixed.model_files.classifiers[500] == str(demo_models.classifier_300)
+    assert mixed.model_files().esm == str(demo_models.esm)
+    assert mixed.model_files().classifiers[500] == str(demo_models.classifier_300)
     # ...a folder or the demo models from a stronger source replace the whole set.
-    folder = settings({"models": str(demo_models.folder)}, None, config, tmp_path).model_files
+    folder = settings({"models": str(demo_models.folder)}, None, config, tmp_path).model_files()
     assert folder.classifiers == {
         300: str(demo_models.classifier_300),
         500: str(demo_models.classifier),
     }
     environ = {"VIRNUCPRO_DEMO_MODELS": "1", "VIRNUCPRO_CACHE": str(tmp_path / "cache")}
-    demo = settings(None, environ, config, tmp_path).model_files
+    demo = settings(None, environ, config, tmp_path).model_files()
     assert demo.esm.startswith(str(tmp_path / "cache"))
     with pytest.raises(UserError, match="name different model sets"):
         settings({"demo_models": True, "models": str(demo_models.folder)}, tmp_path=tmp_path)

@@ -68,12 +68,17 @@ def check_writable_folder(folder: Path) -> None:
 
 
 def check_writable_file(path: Path) -> None:
-    """The folder of `path` must take a new file, and `path` itself, if it exists, a rewrite."""
-    check_writable_folder(path.parent)
+    """A file can be written at `path` (its folder is created if needed)."""
     if path.is_dir():
         raise UserError(f"{path}: is a directory")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise UserError(f"{path}: cannot be overwritten (permission denied)")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+        if path.exists() and not os.access(path, os.W_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as error:
+        raise UserError(f"{path}: cannot write this file ({error.strerror})") from None
 
 
 @contextlib.contextmanager

@@ -28,6 +28,7 @@ from typing import Any
 from .attention.registry import DEFAULT_BACKEND, V1_BACKEND
 from .errors import UserError
 from .models.model_files import ModelFiles
+from .redact import redact_url
 from .sequences.fasta import InputLimits
 
 DEFAULT_ESM = "esm2_t36_3B_UR50D"
@@ -54,26 +55,50 @@ class Settings:
     max_record_length: int = 250_000_000
     config_file: str | None = None  # the file these settings were read from, if any
     config_sha256: str | None = None
-    model_files: ModelFiles | None = None  # resolved from the model keys above
 
-    def require_models(self) -> ModelFiles:
-        if self.model_files is None:
-            raise UserError(
-                "no models: give --models DIR, or --dnabert DIR and --classifier FILE "
-                "(or set them in the config file), or use --demo-models"
+    def model_files(self) -> ModelFiles:
+        """The model set the settings name (the demo models are built on first use)."""
+        if self.demo_models:
+            from .models.demo import cached_demo_models  # builds models: needs torch
+
+            return cached_demo_models(Path(self.cache).expanduser())
+        if self.models:
+            return ModelFiles.in_folder(Path(self.models).expanduser())
+        if self.dnabert and self.classifier:
+            esm, dnabert, classifier = (
+                _expanded(value)
+                for value in (self.esm or DEFAULT_ESM, self.dnabert, self.classifier)
             )
-        return self.model_files
+            return ModelFiles.explicit(esm, dnabert, classifier)
+        if self.esm or self.dnabert or self.classifier:
+            missing = [f"--{key}" for key in ("dnabert", "classifier") if not getattr(self, key)]
+            raise UserError(
+                f"incomplete model set: also give {' and '.join(missing)} (or use --models DIR)"
+            )
+        raise UserError(
+            "no models: give --models DIR, or --dnabert DIR and --classifier FILE "
+            "(or set them in the config file), or use --demo-models"
+        )
 
     @property
     def limits(self) -> InputLimits:
         return InputLimits(self.max_input_bytes, self.max_record_length)
+
+    def described(self) -> str:
+        """The settings for a log line, passwords hidden."""
+        values = {
+            f.name: redact_url(value) if f.name.endswith("_url") and value else value
+            for f in fields(self)
+            if (value := getattr(self, f.name)) is not None
+        }
+        return ", ".join(f"{key}={value}" for key, value in values.items())
 
 
 def environment_name(key: str) -> str:
     return f"VIRNUCPRO_{key.upper()}"
 
 
-_KEYS = {f.name for f in fields(Settings)} - {"config_file", "config_sha256", "model_files"}
+_KEYS = {f.name for f in fields(Settings)} - {"config_file", "config_sha256"}
 
 
 def load_settings(options: Mapping[str, Any], environ: Mapping[str, str]) -> Settings:
@@ -96,9 +121,7 @@ def load_settings(options: Mapping[str, Any], environ: Mapping[str, str]) -> Set
     if config:
         values["config_file"] = str(config_path)
         values["config_sha256"] = hashlib.sha256(config_path.read_bytes()).hexdigest()
-    settings = Settings(**values)
-    files = _model_files(settings)
-    return Settings(**values, model_files=files) if files else settings
+    return Settings(**values)
 
 
 def _config_path(option: str | None, environ: Mapping[str, str]) -> Path:
@@ -158,27 +181,6 @@ def _model_settings(levels: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
                         chosen[key] = str(weaker[key])
         return chosen
     return {}
-
-
-def _model_files(settings: Settings) -> ModelFiles | None:
-    if settings.demo_models:
-        from .models.demo import cached_demo_models  # builds models: needs torch
-
-        return cached_demo_models(Path(settings.cache).expanduser())
-    if settings.models:
-        return ModelFiles.in_folder(Path(settings.models).expanduser())
-    if settings.dnabert and settings.classifier:
-        return ModelFiles.explicit(
-            _expanded(settings.esm or DEFAULT_ESM),
-            _expanded(settings.dnabert),
-            _expanded(settings.classifier),
-        )
-    if settings.esm or settings.dnabert or settings.classifier:
-        missing = [f"--{key}" for key in ("dnabert", "classifier") if not getattr(settings, key)]
-        raise UserError(
-            f"incomplete model set: also give {' and '.join(missing)} (or use --models DIR)"
-        )
-    return None
 
 
 def _expanded(value: str) -> str:

@@ -41,10 +41,10 @@ class FlashVarlenBackend:
     def nucleotide_encoder(self, model: DnabertModel, settings: EncoderSettings) -> DnabertEncoder:
         from virnucpro_worker.models.dnabert import DnabertEncoder
 
-        from .encoders import DNABERT_TOKEN_BUDGET, nucleotide_kernel
+        from .encoders import DNABERT_TOKEN_BUDGET, nucleotide_kernel, token_budget
 
         kernel = nucleotide_kernel(settings.device, settings.dtype)
-        budget = settings.token_budget or DNABERT_TOKEN_BUDGET
+        budget = token_budget(settings, DNABERT_TOKEN_BUDGET)
         return DnabertEncoder(model, replace(settings, token_budget=budget), kernel)
 
 

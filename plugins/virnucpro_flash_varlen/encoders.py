@@ -23,6 +23,15 @@ from .packed_esm2 import PackedEsm2
 
 ESM_TOKEN_BUDGET = 65536  # large packs: large GEMMs (measured on an H200, benchmarks/)
 DNABERT_TOKEN_BUDGET = 65536  # larger packs: fewer, larger kernels (DNABERT-S is small)
+# On the CPU the exact padded attention holds each pack's whole attention matrix: small packs
+# keep memory near the v1-bmm path's (1 Mbp with the demo models: README, "Memory").
+CPU_TOKEN_BUDGET = 8192
+
+
+def token_budget(settings: EncoderSettings, gpu_budget: int) -> int:
+    if settings.token_budget:
+        return settings.token_budget
+    return CPU_TOKEN_BUDGET if settings.device.type == "cpu" else gpu_budget
 
 
 def protein_kernel(device: torch.device, dtype: torch.dtype) -> AttentionKernel:
@@ -55,7 +64,7 @@ class PackedEsmEncoder:
     ) -> None:
         """`attention`: a kernel other than the preferred one."""
         self.settings = settings
-        self.token_budget = settings.token_budget or ESM_TOKEN_BUDGET
+        self.token_budget = token_budget(settings, ESM_TOKEN_BUDGET)
         self.attention = attention or protein_kernel(settings.device, settings.dtype)
         self.kernel = self.attention.name
         self.tokenize = ProteinTokenizer(model.alphabet)

@@ -50,7 +50,7 @@ def load_models(
         "config": None if config is None else str(config),
     }
     settings = load_settings(options, os.environ)
-    files = settings.require_models()
+    files = settings.model_files()
     return Predictor.load(ModelChoice(files, settings.attention, settings.device, settings.dtype))
 
 

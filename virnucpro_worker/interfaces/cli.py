@@ -64,7 +64,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
     options = {key: value for key, value in vars(args).items() if key != "run"}
     if options.pop("v1_attention", False) and not options.get("attention"):
         options["attention"] = "v1-bmm"
-    return load_settings(options, os.environ)
+    settings = load_settings(options, os.environ)
+    log.debug("settings: %s", settings.described())
+    return settings
 
 
 def invocation(settings: Settings) -> dict[str, Any]:
@@ -95,7 +97,7 @@ def input_file(argument: str) -> Iterator[tuple[Path, dict[str, Any] | None]]:
 def load_predictor(settings: Settings):  # -> Predictor (imports torch)
     from ..pipeline.predictor import ModelChoice, Predictor
 
-    files = settings.require_models()
+    files = settings.model_files()
     return Predictor.load(ModelChoice(files, settings.attention, settings.device, settings.dtype))
 
 
@@ -136,7 +138,6 @@ def _predict(args: argparse.Namespace) -> int:
     check_writable_folder(args.out)
     settings = settings_from(args)
     check_backend(settings.attention)
-    settings.require_models()
     from ..pipeline.run import predict_file, scan_input
     from .progress import progress_bar
 
@@ -187,7 +188,6 @@ def _compare(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     for name in args.backends:
         check_backend(name)
-    settings.require_models()
     import json
 
     from ..pipeline.compare import VALIDATE_FROM, compare_backends

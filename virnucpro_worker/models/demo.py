@@ -9,6 +9,7 @@ marks its results as demo results.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import tempfile
 from pathlib import Path
@@ -16,18 +17,21 @@ from pathlib import Path
 import torch
 from esm.model.esm2 import ESM2
 
+from ..sequences.fasta import FastaRecord
+from ..sequences.prepare import prepare_block
 from .classifier import MLPClassifier, save_original_pickle
-from .dnabert import build_demo_dnabert, save_dnabert_folder
+from .dnabert import DnabertS, build_demo_dnabert, save_dnabert_folder
 from .esm2 import save_checkpoint
 from .model_files import ModelFiles
 
 DEMO_SEED = 20250224
-DEMO_VERSION = "2"  # bump when the demo models change, so caches rebuild
+DEMO_VERSION = "3"  # bump when the demo models change, so caches rebuild
 ESM_FILE = "esm2_t2_demo.pt"
 DNABERT_DIR = "dnabert_s_demo"
 # The demo classifier's virus logit is shifted so that about this share of random frames
 # comes out viral: a newcomer sees both calls (the share is not a prediction of anything).
 VIRAL_SHARE = 0.3
+CALIBRATION_RECORDS = 100
 
 
 def _seeded_esm(seed: int) -> ESM2:
@@ -36,24 +40,46 @@ def _seeded_esm(seed: int) -> ESM2:
         return ESM2(num_layers=2, embed_dim=64, attention_heads=4).eval()
 
 
-def _seeded_classifier(input_dim: int, seed: int) -> MLPClassifier:
+def _seeded_classifier(features: torch.Tensor, seed: int) -> MLPClassifier:
+    """A random classifier whose virus logit is shifted so that VIRAL_SHARE of `features`
+    (the demo encoders' embeddings of random coding frames) come out viral."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        module = MLPClassifier(input_dim=input_dim, hidden_dim=32, num_class=2)
+        module = MLPClassifier(input_dim=features.shape[1], hidden_dim=32, num_class=2)
         # Non-trivial running statistics, as a trained BatchNorm has.
         module.bn1.running_mean.normal_(0.0, 0.1)
         module.bn1.running_var.uniform_(0.5, 1.5)
-        module.eval()
-        _shift_to_viral_share(module, torch.randn(4096, input_dim), VIRAL_SHARE)
-        return module
-
-
-def _shift_to_viral_share(module: MLPClassifier, features: torch.Tensor, share: float) -> None:
-    """Move the output bias so that `share` of `features` get P(virus) > P(others)."""
+    module.eval()
     with torch.no_grad():
         logits = module(features)
         margin = logits[:, 1] - logits[:, 0]
-        module.output_layer.bias[1] -= float(torch.quantile(margin, 1 - share))
+        module.output_layer.bias[1] -= float(torch.quantile(margin, 1 - VIRAL_SHARE))
+    return module
+
+
+def _calibration_features(
+    esm: ESM2, dnabert: DnabertS, tokenizer, chunk_size: int, seed: int
+) -> torch.Tensor:
+    """The demo encoders' features (DNABERT-S first) of the kept frames of random coding DNA
+    cut into `chunk_size` chunks, by the reference forward paths, one frame at a time."""
+    rng = random.Random(seed)
+    codons = [a + b + c for a in "ACGT" for b in "ACGT" for c in "ACGT"]
+    sense = [codon for codon in codons if codon not in ("TAA", "TAG", "TGA")]
+    records = [
+        FastaRecord(f"r{i}", "".join(rng.choices(sense, k=rng.randint(40, 2 * chunk_size // 3))))
+        for i in range(CALIBRATION_RECORDS)
+    ]
+    frames = prepare_block(records, chunk_size).frames
+    convert = esm.alphabet.get_batch_converter()
+    rows = []
+    with torch.no_grad():
+        for frame in frames:
+            _, _, tokens = convert([("frame", frame.protein)])
+            hidden = esm(tokens, repr_layers=[esm.num_layers])["representations"][esm.num_layers]
+            protein = hidden[0, 1 : len(frame.protein) + 1].mean(0)
+            ids = torch.tensor([tokenizer.encode(frame.nucleotide).ids])
+            rows.append(torch.cat([dnabert(ids)[0].mean(0), protein]))
+    return torch.stack(rows)
 
 
 def write_demo_models(folder: Path, seed: int = DEMO_SEED) -> ModelFiles:
@@ -64,9 +90,9 @@ def write_demo_models(folder: Path, seed: int = DEMO_SEED) -> ModelFiles:
     save_checkpoint(esm, folder / ESM_FILE, demo=True)
     dnabert, tokenizer = build_demo_dnabert(seed)
     save_dnabert_folder(dnabert, tokenizer, folder / DNABERT_DIR, demo=True)
-    width = dnabert.config.hidden_size + esm.embed_dim
     for offset, size in enumerate((300, 500)):
-        classifier = _seeded_classifier(width, seed + offset)
+        features = _calibration_features(esm, dnabert, tokenizer, size, seed)
+        classifier = _seeded_classifier(features, seed + offset)
         save_original_pickle(classifier, folder / f"{size}_model.pth", demo=True)
     return ModelFiles.in_folder(folder)
 

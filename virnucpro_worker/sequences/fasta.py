@@ -185,12 +185,14 @@ def _fastq_blocks(pieces: Iterator[bytes], path: Path) -> Iterator[RawBlock]:
         if complete:
             yield RawBlock(_fastq_as_fasta(lines[:complete], number, path), number)
             number += complete // 4
-    lines = pending.rstrip(b"\r\n\t ").split(b"\n")
+    rest = pending.rstrip(b"\r\n\t ")
+    if not rest:
+        return
+    lines = rest.split(b"\n")
     if len(lines) % 4:
         where = f"{path}: FASTQ record {number + len(lines) // 4}"
         raise InputError(f"{where}: truncated (a record has four lines: @id, sequence, +, quality)")
-    if lines != [b""]:
-        yield RawBlock(_fastq_as_fasta(lines, number, path), number)
+    yield RawBlock(_fastq_as_fasta(lines, number, path), number)
 
 
 def _fastq_as_fasta(lines: list[bytes], first: int, path: Path) -> bytes:

@@ -1,0 +1,489 @@
+"""What a new user hits first: demo marks, file modes, reused and interrupted output folders,
+early failures, input formats, RNA, model-file errors, the command line, provenance."""
+
+from __future__ import annotations
+
+import argparse
+import bz2
+import gzip
+import json
+import lzma
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from models_for_tests import CONFORMANCE, DemoModels, model_args
+
+from virnucpro_worker.interfaces.cli import build_parser, main
+from virnucpro_worker.models.classifier import convert_classifier, load_classifier
+from virnucpro_worker.pipeline.outputs import (
+    DEMO_BANNER,
+    DEMO_NOTICE_FILE,
+    HIGHEST_SCORE_FILE,
+    PREDICTIONS_FILE,
+    RUN_FILE,
+    SUMMARY_FILE,
+)
+
+WITH_ORFS = CONFORMANCE / "test_with_orfs.fa"
+DEMO_INPUT = Path(__file__).parents[1] / "examples" / "demo_contigs.fa"
+RESULTS = (PREDICTIONS_FILE, HIGHEST_SCORE_FILE, SUMMARY_FILE)
+CLI = [sys.executable, "-m", "virnucpro_worker.interfaces.cli"]
+
+
+def predict(models: DemoModels, source: Path | str, out: Path, *extra: str) -> int:
+    options = ["--chunk-size", "500", "--out", str(out), "--no-progress", *model_args(models)]
+    return main(["predict", str(source), *options, *extra])
+
+
+def cli(*arguments: str, stdin: bytes | None = None, env: dict | None = None):
+    return subprocess.run(
+        [*CLI, *arguments],
+        input=stdin,
+        capture_output=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    """The error, alone on stderr but for the progress log (INFO lines)."""
+    lines = [line for line in result.stderr.decode().splitlines() if not line.startswith("INFO: ")]
+    assert len(lines) == 1 and lines[0].startswith("virnucpro: error: "), lines
+    return lines[0]
+
+
+# 1. Demo results are always marked -----------------------------------------------------------
+
+
+def test_demo_files_passed_as_ordinary_files_still_mark_the_results(demo_models, tmp_path):
+    assert predict(demo_models, WITH_ORFS, tmp_path) == 0
+    assert (tmp_path / DEMO_NOTICE_FILE).exists()
+    assert (tmp_path / SUMMARY_FILE).read_text().splitlines()[0] == DEMO_BANNER
+    run = json.loads((tmp_path / RUN_FILE).read_text())
+    assert run["demo_models"] is True and "warning" in run
+    assert {run["models"][name]["demo"] for name in ("esm2", "dnabert_s", "classifier")} == {True}
+
+
+def test_the_mark_survives_conversion_and_real_files_have_none(demo_models, tmp_path):
+    _, converted = convert_classifier(demo_models.classifier, tmp_path / "500.safetensors")
+    assert converted.demo
+    from virnucpro_worker.models.classifier import MLPClassifier, save_original_pickle
+
+    save_original_pickle(MLPClassifier(96, 8), tmp_path / "real.pth")
+    assert not load_classifier(tmp_path / "real.pth").demo
+
+
+def test_demo_runs_show_both_calls(tmp_path):
+    """`make demo`'s input with the built-in demo models: a newcomer sees virus rows too."""
+    options = ["--chunk-size", "500", "--out", str(tmp_path / "o"), "--demo-models"]
+    result = cli("predict", str(DEMO_INPUT), *options, env={"VIRNUCPRO_CACHE": str(tmp_path / "c")})
+    assert result.returncode == 0, result.stderr
+    calls = [
+        line.split("\t")[-1]
+        for line in (tmp_path / "o" / SUMMARY_FILE).read_text().splitlines()[2:]
+    ]
+    assert {"virus", "others", "unscored"} <= set(calls)
+    frames = (tmp_path / "o" / PREDICTIONS_FILE).read_text().splitlines()[1:]
+    assert any("\tvirus\t" in row for row in frames) and any("\tothers\t" in row for row in frames)
+
+
+# 2. File modes honour the umask --------------------------------------------------------------
+
+
+def test_every_written_file_honours_the_umask(demo_models, tmp_path):
+    script = f"""
+import os, sys
+os.umask(0o002)
+from virnucpro_worker.interfaces.cli import main
+models = {model_args(demo_models)!r}
+out = {str(tmp_path)!r}
+codes = [
+    main(["predict", {str(WITH_ORFS)!r}, "--chunk-size", "500", "--out", out + "/predict",
+          "--keep-intermediate", "--viral-fasta", "--no-progress", *models]),
+    main(["prepare", {str(WITH_ORFS)!r}, "--chunk-size", "500", "--out", out + "/prepare"]),
+    main(["demo-models", "--out", out + "/demo"]),
+    main(["convert-classifier", {str(demo_models.classifier)!r}, out + "/c.safetensors"]),
+]
+sys.exit(max(codes))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    files = [path for path in tmp_path.rglob("*") if path.is_file()]
+    assert len(files) > 15
+    modes = {str(path.relative_to(tmp_path)): stat.S_IMODE(path.stat().st_mode) for path in files}
+    assert set(modes.values()) == {0o664}, modes
+
+
+# 3. A reused or interrupted output folder is never a mix ------------------------------------
+
+
+def test_a_reused_folder_holds_only_the_latest_run(demo_models, tmp_path):
+    other = tmp_path / "other_input.fa"
+    other.write_bytes((CONFORMANCE / "test_fixed_500bp.fa").read_bytes())
+    out = tmp_path / "out"
+    assert predict(demo_models, WITH_ORFS, out, "--keep-intermediate", "--viral-fasta") == 0
+    assert (out / "test_with_orfs_merged.pt").exists()
+    (out / "notes.txt").write_text("the user's own file\n")
+    assert predict(demo_models, other, out) == 0
+    run = json.loads((out / RUN_FILE).read_text())
+    assert sorted(path.name for path in out.iterdir()) == sorted([*run["outputs"], "notes.txt"])
+    assert not list(out.glob("test_with_orfs*")) and not (out / "viral_sequences.fa").exists()
+    assert run["input"]["path"] == str(other.resolve())
+
+
+@pytest.mark.parametrize(("signal_number", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_run_leaves_the_previous_run_untouched(
+    demo_models, tmp_path, signal_number, code
+):
+    out = tmp_path / "out"
+    assert predict(demo_models, WITH_ORFS, out) == 0
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    big = tmp_path / "big.fa"
+    unit = "ATGGCCGCTGAAAAACTGGGCCGTATTGACCCA" * 15
+    big.write_text("".join(f">r{i}\n{unit}\n" for i in range(20000)))
+    process = subprocess.Popen(
+        [
+            *CLI,
+            "predict",
+            str(big),
+            "--chunk-size",
+            "500",
+            "--out",
+            str(out),
+            *model_args(demo_models),
+        ],
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while not list(out.glob(".virnucpro-run-*")):  # the run is writing its files
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.3)
+    process.send_signal(signal_number)
+    assert process.wait(timeout=60) == code, process.stderr.read()
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+
+
+# 4. Fail before the models load --------------------------------------------------------------
+
+FAST_FAILURES = {
+    "output folder under a file": (
+        ["predict", str(WITH_ORFS), "--chunk-size", "500", "--out", "{file}/sub", "--demo-models"],
+        "cannot write there (Not a directory)",
+    ),
+    "output folder that cannot be made": (
+        [
+            "predict",
+            str(WITH_ORFS),
+            "--chunk-size",
+            "500",
+            "--out",
+            "/proc/virnucpro",
+            "--demo-models",
+        ],
+        "cannot write there",
+    ),
+    "unwritable report": (
+        ["compare-attention", str(WITH_ORFS), "--report", "/proc/report.json", "--demo-models"],
+        "/proc/report.json",
+    ),
+    "unknown backend": (
+        [
+            "compare-attention",
+            str(WITH_ORFS),
+            "--backends",
+            "flash-varlen",
+            "nope",
+            "--demo-models",
+        ],
+        "unknown attention backend 'nope'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(FAST_FAILURES))
+def test_these_fail_before_any_model_work(case, tmp_path):
+    """One line, exit 2, and not even torch imported (so well under a second)."""
+    arguments, message = FAST_FAILURES[case]
+    (tmp_path / "file").write_text("")
+    arguments = [a.replace("{file}", str(tmp_path / "file")) for a in arguments]
+    script = (
+        "import sys; from virnucpro_worker.interfaces.cli import main; "
+        f"code = main({arguments!r}); print(code, 'torch' in sys.modules)"
+    )
+    env = {**os.environ, "VIRNUCPRO_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, env=env)
+    assert result.stdout.decode().split() == ["2", "False"], result.stderr
+    assert message in one_error_line(result)
+    assert not (tmp_path / "cache").exists()
+
+
+# 5. Input formats ----------------------------------------------------------------------------
+
+
+def _fastq(fasta: bytes) -> bytes:
+    records = [entry.split(b"\n", 1) for entry in fasta.split(b">")[1:]]
+    out = []
+    for header, body in records:
+        sequence = body.replace(b"\n", b"")
+        out.append(b"@%s\n%s\n+\n%s\n" % (header, sequence, b"I" * len(sequence)))
+    return b"".join(out)
+
+
+VARIANTS = {
+    "gzip named .fa": lambda data: gzip.compress(data),
+    "bzip2": lambda data: bz2.compress(data),
+    "xz": lambda data: lzma.compress(data),
+    "byte-order mark": lambda data: b"\xef\xbb\xbf" + data,
+    "classic Mac line ends": lambda data: data.replace(b"\n", b"\r"),
+    "FASTQ": _fastq,
+    "gzipped FASTQ, CRLF": lambda data: gzip.compress(_fastq(data).replace(b"\n", b"\r\n")),
+}
+
+
+@pytest.fixture(scope="module")
+def reference_results(demo_models, tmp_path_factory) -> dict[str, bytes]:
+    out = tmp_path_factory.mktemp("reference")
+    assert predict(demo_models, DEMO_INPUT, out) == 0
+    return {name: (out / name).read_bytes() for name in RESULTS}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_every_input_form_gives_the_same_results(demo_models, reference_results, variant, tmp_path):
+    path = tmp_path / "input.fa"  # the name says nothing: the content does
+    path.write_bytes(VARIANTS[variant](DEMO_INPUT.read_bytes()))
+    assert predict(demo_models, path, tmp_path / "out") == 0
+    for name in RESULTS:
+        assert (tmp_path / "out" / name).read_bytes() == reference_results[name], name
+
+
+def test_standard_input(demo_models, reference_results, tmp_path):
+    options = ["--chunk-size", "500", "--out", str(tmp_path / "o"), *model_args(demo_models)]
+    result = cli("predict", "-", *options, stdin=gzip.compress(DEMO_INPUT.read_bytes()))
+    assert result.returncode == 0, result.stderr
+    for name in RESULTS:
+        assert (tmp_path / "o" / name).read_bytes() == reference_results[name], name
+    run = json.loads((tmp_path / "o" / RUN_FILE).read_text())
+    assert run["input"]["path"] == "-" and len(run["input"]["sha256"]) == 64
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\x00\x01\x02binary" * 40, "not FASTA or FASTQ: binary data"),
+        (b"id,sequence\nx,ACGT\n", "not FASTA or FASTQ: text whose first line is 'id,sequence'"),
+        (gzip.compress(b"\x89PNG\r\n\x1a\n" + bytes(200)), "binary data"),
+    ],
+)
+def test_other_files_are_named_for_what_they_are(demo_models, tmp_path, content, message):
+    path = tmp_path / "input.fa"
+    path.write_bytes(content)
+    result = cli(
+        "predict",
+        str(path),
+        "--chunk-size",
+        "500",
+        "--out",
+        str(tmp_path / "o"),
+        *model_args(demo_models),
+    )
+    assert result.returncode == 2 and message in one_error_line(result)
+
+
+# 6. RNA and untranslatable codons ------------------------------------------------------------
+
+
+def test_rna_is_read_as_dna_and_said_so(demo_models, tmp_path):
+    rna = tmp_path / "rna.fa"
+    rna.write_text(WITH_ORFS.read_text().replace("T", "U").replace(">synUheUic", ">synthetic"))
+    assert predict(demo_models, WITH_ORFS, tmp_path / "dna") == 0
+    assert predict(demo_models, rna, tmp_path / "rna") == 0
+    for name in (PREDICTIONS_FILE, HIGHEST_SCORE_FILE):
+        assert (tmp_path / "rna" / name).read_bytes() == (tmp_path / "dna" / name).read_bytes()
+    run = json.loads((tmp_path / "rna" / RUN_FILE).read_text())
+    assert run["counts"]["rna_records"] == 2
+    result = cli(
+        "predict",
+        str(rna),
+        "--chunk-size",
+        "500",
+        "--out",
+        str(tmp_path / "o"),
+        *model_args(demo_models),
+    )
+    assert "2 records in RNA letters: U read as T" in result.stdout.decode()
+
+
+def test_codons_with_n_are_dropped_and_counted(demo_models, tmp_path):
+    path = tmp_path / "n.fa"
+    path.write_text(">a\nATGGCCNNNGCTGAAAAACTGGGCCGTATTGAC\n")
+    assert predict(demo_models, path, tmp_path / "o") == 0
+    run = json.loads((tmp_path / "o" / RUN_FILE).read_text())
+    assert run["counts"]["dropped_codons"] >= 1
+
+
+# 7. Model-file errors say what is wrong ------------------------------------------------------
+
+
+def _plain_pickle(path: Path) -> None:
+    import collections
+    import pickle
+
+    path.write_bytes(pickle.dumps(collections.OrderedDict(a=1), protocol=4))
+
+
+MODEL_FILE_PROBLEMS = {
+    "text": (lambda p: p.write_text("hello\n"), "it is a text file"),
+    "random bytes": (
+        lambda p: p.write_bytes(bytes(range(256))[::-1] * 4),
+        "binary data of no known format",
+    ),
+    "plain pickle": (_plain_pickle, "a plain Python pickle, not a torch.save file"),
+}
+
+
+@pytest.mark.parametrize("which", ["esm", "classifier", "dnabert"])
+@pytest.mark.parametrize("problem", list(MODEL_FILE_PROBLEMS))
+def test_model_file_errors_are_one_clear_line(demo_models, tmp_path, which, problem):
+    import shutil
+
+    make, message = MODEL_FILE_PROBLEMS[problem]
+    folder = tmp_path / "models"
+    shutil.copytree(demo_models.folder, folder)
+    target = {
+        "esm": folder / demo_models.esm.name,
+        "classifier": folder / "500_model.pth",
+        "dnabert": folder / demo_models.dnabert.name / "pytorch_model.bin",
+    }[which]
+    if which == "dnabert":
+        (target.parent / "model.safetensors").unlink()
+    make(target)
+    result = cli(
+        "predict",
+        str(WITH_ORFS),
+        "--chunk-size",
+        "500",
+        "--out",
+        str(tmp_path / "o"),
+        "--models",
+        str(folder),
+    )
+    line = one_error_line(result)
+    assert str(target) in line and message in line
+    assert "weights_only" not in line and "Warning" not in result.stderr.decode()
+
+
+# 8. The command line -------------------------------------------------------------------------
+
+
+def test_every_option_has_help():
+    def actions(parser):
+        for action in parser._actions:
+            yield parser.prog, action
+            if isinstance(action, argparse._SubParsersAction):
+                for subparser in action.choices.values():
+                    yield from actions(subparser)
+
+    missing = [
+        f"{prog} {action.dest}"
+        for prog, action in actions(build_parser())
+        if not action.help and action.dest not in ("help", "command")
+    ]
+    assert missing == []
+
+
+@pytest.mark.parametrize("value", ["-3", "0", "two"])
+def test_numbers_are_checked(value, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["prepare", str(WITH_ORFS), "--chunk-size", "500", "--out", "x", "--workers", value])
+    assert stopped.value.code == 2
+    assert "--workers" in capsys.readouterr().err
+
+
+def test_quiet_and_verbose(demo_models, tmp_path):
+    arguments = ["predict", str(WITH_ORFS), "--chunk-size", "500", "--out", str(tmp_path / "o")]
+    arguments += model_args(demo_models)
+    normal = cli(*arguments).stderr.decode()
+    quiet = cli("-q", *arguments).stderr.decode()
+    verbose = cli("-v", *arguments).stderr.decode()
+    assert "INFO: loading models" in normal and "INFO" not in quiet and "DEBUG" in verbose
+    assert "DEMO MODELS" in quiet  # warnings stay
+
+
+def test_backends_for_a_device_this_machine_lacks(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert main(["backends", "--device", "cuda"]) == 0
+    out = capsys.readouterr().out
+    assert "CUDA is not available" in out and "flash-varlen" in out and "v1-bmm" in out
+
+
+def test_convert_classifier_names_the_source_format(demo_models, tmp_path, capsys):
+    assert (
+        main(["convert-classifier", str(demo_models.classifier), str(tmp_path / "c.safetensors")])
+        == 0
+    )
+    assert "from the original-pickle file" in capsys.readouterr().out
+
+
+def test_compare_attention_warns_about_demo_models(demo_models, caplog):
+    assert main(["compare-attention", str(WITH_ORFS), *model_args(demo_models)]) == 0
+    assert "DEMO MODELS" in caplog.text
+
+
+# 9. Provenance and counts --------------------------------------------------------------------
+
+
+def test_run_json_says_how_the_result_was_asked_for(demo_models, tmp_path, monkeypatch):
+    config = tmp_path / "config.toml"
+    config.write_text('attention = "flash-varlen"\n')
+    monkeypatch.setenv("VIRNUCPRO_CONFIG", str(config))
+    monkeypatch.chdir(CONFORMANCE)
+    assert predict(demo_models, "test_with_orfs.fa", tmp_path / "o") == 0
+    run = json.loads((tmp_path / "o" / RUN_FILE).read_text())
+    assert (
+        run["command_line"][:3] == ["virnucpro", *sys.argv[1:3]]
+        or run["command_line"][0] == "virnucpro"
+    )
+    assert run["config_file"]["path"] == str(config) and len(run["config_file"]["sha256"]) == 64
+    assert run["input"]["path"] == str(WITH_ORFS.resolve())
+    assert re.fullmatch(r".*T\d\d:\d\d:\d\d\.\d{3}\+00:00", run["started"])
+
+
+def test_the_summary_line_counts_what_the_files_hold(demo_models, tmp_path):
+    out = tmp_path / "o"
+    result = cli(
+        "predict",
+        str(DEMO_INPUT),
+        "--chunk-size",
+        "500",
+        "--out",
+        str(out),
+        *model_args(demo_models),
+    )
+    line = result.stdout.decode().strip()
+    numbers = dict(
+        (name, int(value))
+        for value, name in re.findall(
+            r"(\d+) (records called virus|records|scored chunks|chunks|kept frames|viral)", line
+        )
+    )
+    frames = (out / PREDICTIONS_FILE).read_text().splitlines()[1:]
+    chunks = (out / HIGHEST_SCORE_FILE).read_text().splitlines()[1:]
+    records = (out / SUMMARY_FILE).read_text().splitlines()[2:]
+    assert numbers["records"] == len(records)
+    assert numbers["chunks"] == sum(int(row.split("\t")[2]) for row in records)
+    assert numbers["kept frames"] == len(frames)
+    assert numbers["scored chunks"] == len(chunks)
+    assert numbers["viral"] == sum(row.endswith("True") for row in chunks)
+    assert numbers["records called virus"] == sum(row.endswith("\tvirus") for row in records)
