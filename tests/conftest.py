@@ -10,7 +10,9 @@ imported: the interpreter is chosen when a kernel is defined).
 
 from __future__ import annotations
 
+import itertools
 import os
+import secrets
 
 import pytest
 import torch
@@ -37,3 +39,40 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 def demo_models(tmp_path_factory) -> DemoModels:
     """The demo models (tiny, random, real file formats), written once per test session."""
     return DemoModels.write(tmp_path_factory.mktemp("demo-models"))
+
+
+# --------------------------------------------------------------------------------------------
+# Real services: a PostgreSQL database per test, dropped afterwards
+# --------------------------------------------------------------------------------------------
+
+POSTGRES = os.environ.get("VIRNUCPRO_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+_SESSION = f"virnucpro_test_{os.getpid()}_{secrets.token_hex(3)}"
+_databases = itertools.count()
+
+
+def _postgres_admin():
+    import psycopg
+
+    try:
+        return psycopg.connect(POSTGRES, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as error:
+        pytest.fail(f"PostgreSQL at {POSTGRES} does not answer ({error}); .ci/run starts it")
+
+
+@pytest.fixture
+def postgres_url():
+    """A new, uniquely named database on the machine's PostgreSQL; dropped after the test."""
+    name = f"{_SESSION}_{next(_databases)}"
+    with _postgres_admin() as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield POSTGRES.rsplit("/", 1)[0] + f"/{name}"
+    with _postgres_admin() as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """Each test that takes it runs on SQLite and on the real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'virnucpro.db'}"
+    return request.getfixturevalue("postgres_url")

@@ -43,7 +43,7 @@ def kept(frame_id: str) -> KeptFrame:
 
 
 def result(records: list[RecordInfo], frame_ids: list[str], *scores, first=0) -> BlockResult:
-    prepared = PreparedBlock(records=records, frames=[kept(f) for f in frame_ids])
+    prepared = PreparedBlock(records, [""] * len(records), frames=[kept(f) for f in frame_ids])
     values = np.array(scores, dtype=np.float32).reshape(len(frame_ids), 2)
     return block_result(prepared, values, first)
 
@@ -287,7 +287,7 @@ def test_files_appear_only_when_the_writer_commits(tmp_path: Path) -> None:
 def test_inconsistent_blocks_are_rejected(tmp_path: Path) -> None:
     record = [RecordInfo("s", 500, 1)]
     with pytest.raises(ValueError, match="scores"):
-        block_result(PreparedBlock(record, frames=[kept("s_chunk_1F1")]), np.zeros((2, 2)), 0)
+        block_result(PreparedBlock(record, [""], frames=[kept("s_chunk_1F1")]), np.zeros((2, 2)), 0)
     with pytest.raises(ValueError, match="no record"):
         result(record, ["t_chunk_1F1"], (0.4, 0.6))
     with pytest.raises(ValueError, match="two blocks"), ResultWriter(tmp_path) as writer:

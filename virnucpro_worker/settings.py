@@ -46,8 +46,8 @@ class Settings:
     attention: str = DEFAULT_BACKEND
     device: str | None = None  # None: CUDA when available, else the CPU
     dtype: str | None = None  # None: bf16 on CUDA, fp32 on the CPU
-    cache: str = "~/.cache/virnucpro"  # the demo models are built here once
-    database_url: str | None = None
+    cache: str | None = None  # the demo models are built here once; default ~/.cache/virnucpro
+    database_url: str | None = None  # default: SQLite in ~/.local/share/virnucpro
     redis_url: str | None = None
     queue: str = "virnucpro"
     shard_chunks: int = 40_000  # chunks per queued shard: about a minute on an H200
@@ -61,15 +61,11 @@ class Settings:
         if self.demo_models:
             from .models.demo import cached_demo_models  # builds models: needs torch
 
-            return cached_demo_models(Path(self.cache).expanduser())
+            return cached_demo_models(Path(self.cache))
         if self.models:
-            return ModelFiles.in_folder(Path(self.models).expanduser())
+            return ModelFiles.in_folder(self.models)
         if self.dnabert and self.classifier:
-            esm, dnabert, classifier = (
-                _expanded(value)
-                for value in (self.esm or DEFAULT_ESM, self.dnabert, self.classifier)
-            )
-            return ModelFiles.explicit(esm, dnabert, classifier)
+            return ModelFiles.explicit(self.esm or DEFAULT_ESM, self.dnabert, self.classifier)
         if self.esm or self.dnabert or self.classifier:
             missing = [f"--{key}" for key in ("dnabert", "classifier") if not getattr(self, key)]
             raise UserError(
@@ -79,6 +75,12 @@ class Settings:
             "no models: give --models DIR, or --dnabert DIR and --classifier FILE "
             "(or set them in the config file), or use --demo-models"
         )
+
+    def model_request(self) -> dict[str, Any]:
+        """The model set asked for, as a job's parameters record it (plain JSON)."""
+        if self.demo_models:
+            return {"demo": True}
+        return {"demo": False, **self.model_files().to_json()}
 
     @property
     def limits(self) -> InputLimits:
@@ -118,6 +120,7 @@ def load_settings(options: Mapping[str, Any], environ: Mapping[str, str]) -> Set
                 values[key] = _typed(key, level[key])
                 break
     values.update(_model_settings(levels))
+    values = _with_home(values, environ)
     if config:
         values["config_file"] = str(config_path)
         values["config_sha256"] = hashlib.sha256(config_path.read_bytes()).hexdigest()
@@ -127,11 +130,12 @@ def load_settings(options: Mapping[str, Any], environ: Mapping[str, str]) -> Set
 def _config_path(option: str | None, environ: Mapping[str, str]) -> Path:
     explicit = option or environ.get("VIRNUCPRO_CONFIG")
     if explicit:
-        path = Path(explicit).expanduser()
+        path = Path(_expand_home(explicit, environ))
         if not path.is_file():
             raise UserError(f"{path}: VIRNUCPRO_CONFIG names a file that does not exist")
         return path
-    return Path(environ.get("HOME", "~")).expanduser() / ".config" / "virnucpro" / "config.toml"
+    config = environ.get("XDG_CONFIG_HOME") or f"{environ.get('HOME', '/')}/.config"
+    return Path(config) / "virnucpro" / "config.toml"
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -183,9 +187,25 @@ def _model_settings(levels: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     return {}
 
 
-def _expanded(value: str) -> str:
-    """A path with ~ expanded; a fair-esm model name unchanged."""
-    return str(Path(value).expanduser()) if value.startswith("~") else str(value)
+_PATHS = ("models", "esm", "dnabert", "classifier", "cache")
+
+
+def _expand_home(path: str, environ: Mapping[str, str]) -> str:
+    return environ.get("HOME", "/") + path[1:] if path.startswith("~/") else path
+
+
+def _with_home(values: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """`~` in paths made the home folder; the defaults that live under it (XDG folders)."""
+    home = environ.get("HOME", "/")
+    values = {
+        key: _expand_home(value, environ) if key in _PATHS else value
+        for key, value in values.items()
+    }
+    cache = environ.get("XDG_CACHE_HOME") or f"{home}/.cache"
+    data = environ.get("XDG_DATA_HOME") or f"{home}/.local/share"
+    values.setdefault("cache", f"{cache}/virnucpro")
+    values.setdefault("database_url", f"sqlite:///{data}/virnucpro/virnucpro.db")
+    return values
 
 
 _INTEGERS = {"shard_chunks", "max_input_bytes", "max_record_length"}

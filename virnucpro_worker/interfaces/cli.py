@@ -33,6 +33,9 @@ INPUT_HELP = (
 )
 
 
+CONFIGURED = ""  # `predict --db` with no URL: the configured database
+
+
 class Terminated(Exception):
     """SIGTERM, from a scheduler or `timeout`: unwinds like Ctrl-C, so no partial file stays."""
 
@@ -62,6 +65,8 @@ def _non_negative(text: str) -> int:
 def settings_from(args: argparse.Namespace) -> Settings:
     """The command's options, the VIRNUCPRO_* environment and the config file (settings.py)."""
     options = {key: value for key, value in vars(args).items() if key != "run"}
+    if options.get("database_url") == CONFIGURED:
+        options["database_url"] = None
     if options.pop("v1_attention", False) and not options.get("attention"):
         options["attention"] = "v1-bmm"
     settings = load_settings(options, os.environ)
@@ -138,28 +143,87 @@ def _predict(args: argparse.Namespace) -> int:
     check_writable_folder(args.out)
     settings = settings_from(args)
     check_backend(settings.attention)
+    from ..pipeline.provenance import input_description
     from ..pipeline.run import predict_file, scan_input
     from .progress import progress_bar
 
+    recorder = JobRecorder(settings, args) if args.database_url is not None else None
     with input_file(args.input) as (path, info):
-        summary = scan_input(path, settings.limits)  # bad input fails before minutes of loading
-        predictor = load_predictor(settings)
-        _cpu_threads(args.workers)
-        with progress_bar(not args.no_progress, summary.records) as on_progress:
-            run = predict_file(
-                predictor,
-                path,
-                args.chunk_size,
-                args.out,
-                keep_intermediate=args.keep_intermediate,
-                viral_fasta=args.viral_fasta,
-                on_progress=on_progress,
-                limits=settings.limits,
-                input_info=info,
-                extra=invocation(settings),
-            )
+        info = info or input_description(path)
+        if recorder:  # storing the input checks it too
+            records = recorder.start(path, info)
+        else:  # bad input fails before minutes of loading
+            records = scan_input(path, settings.limits).records
+        try:
+            predictor = load_predictor(settings)
+            _cpu_threads(args.workers)
+            extra = invocation(settings) | (recorder.extra if recorder else {})
+            with progress_bar(not args.no_progress, records) as on_progress:
+                run = predict_file(
+                    predictor,
+                    path,
+                    args.chunk_size,
+                    args.out,
+                    keep_intermediate=args.keep_intermediate,
+                    viral_fasta=args.viral_fasta,
+                    on_progress=on_progress,
+                    on_block=recorder.add if recorder else None,
+                    limits=settings.limits,
+                    input_info=info,
+                    extra=extra,
+                )
+        except BaseException as error:
+            if recorder:
+                recorder.fail(error)
+            raise
+    if recorder:
+        recorder.finish(run)
     print(run_summary(run["counts"], args.out))
     return 0
+
+
+class JobRecorder:
+    """`predict --db`: the run as a job of one shard in the database, its input and results."""
+
+    def __init__(self, settings: Settings, args: argparse.Namespace) -> None:
+        from ..store.store import Store
+
+        self.store, self.settings, self.args = Store(settings.database_url), settings, args
+        self.job_id: int | None = None
+
+    def start(self, path: Path, info: dict[str, Any]) -> int:
+        from ..sequences.fasta import read_fasta
+        from ..store.jobs import InputFile
+        from ..store.models import State
+
+        parameters = {
+            "chunk_size": self.args.chunk_size,
+            "attention": self.settings.attention,
+            "models": self.settings.model_request(),
+        }
+        self.job_id = self.store.create_job(
+            read_fasta(path, self.settings.limits),
+            parameters=parameters,
+            input_file=InputFile(info["path"], info["sha256"], info["bytes"]),
+            shard_chunks=None,
+            state=State.RUNNING,
+        )
+        log.info("job %d in %s", self.job_id, self.store.name)
+        return self.store.job(self.job_id).records
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        return {"job_id": self.job_id}
+
+    def add(self, block) -> None:
+        self.store.write_block(self.job_id, block)
+
+    def fail(self, error: BaseException) -> None:
+        if self.job_id is not None:
+            self.store.fail_job(self.job_id, first_line(error) or type(error).__name__)
+
+    def finish(self, run: dict[str, Any]) -> None:
+        self.store.finish_job(self.job_id, run)
 
 
 def run_summary(counts: dict[str, int], out: Path) -> str:
@@ -223,6 +287,43 @@ def report_lines(report: dict[str, Any], first: str, second: str) -> list[str]:
         f"correlation {'n/a' if correlation is None else f'{correlation:.6f}'}",
         f"recommendation: {report['recommendation']}",
     ]
+
+
+def _db(args: argparse.Namespace) -> int:
+    from ..store import schema
+    from ..store.store import Store
+
+    store = Store(settings_from(args).database_url)
+    if args.action == "upgrade":
+        store.upgrade()
+    revision = store.current()
+    print(f"{store.name}: schema {revision or 'none'} (this version's newest: {schema.head()})")
+    return 0
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    from ..store.store import Store
+
+    store = Store(settings_from(args).database_url)
+    print("id\tstate\tinput\trecords\tchunks\tshards_done\tframes_done\tcreated\tfinished\tlabel")
+    for job in store.jobs():
+        finished = job.finished_at.isoformat(timespec="seconds") if job.finished_at else ""
+        print(
+            f"{job.id}\t{job.state}\t{job.input_name}\t{job.records}\t{job.chunks}\t"
+            f"{job.shards_done}/{job.shards}\t{job.frames_done}\t"
+            f"{job.created_at.isoformat(timespec='seconds')}\t{finished}\t{job.label or ''}"
+        )
+    return 0
+
+
+def _results(args: argparse.Namespace) -> int:
+    check_writable_folder(args.out)
+    from ..store.store import Store
+
+    store = Store(settings_from(args).database_url)
+    store.write_outputs(args.job, args.out, viral_fasta=args.viral_fasta)
+    print(f"job {args.job}: results in {args.out}")
+    return 0
 
 
 def _backends(args: argparse.Namespace) -> int:
@@ -314,6 +415,16 @@ def add_model_options(parser: argparse.ArgumentParser, attention: bool = True) -
     )
 
 
+def add_database_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        dest="database_url",
+        metavar="URL",
+        help="sqlite:///FILE or postgresql://... (default: $VIRNUCPRO_DATABASE_URL, the config "
+        "file, else SQLite in ~/.local/share/virnucpro)",
+    )
+
+
 def add_chunk_size(parser: argparse.ArgumentParser, default: int | None = None) -> None:
     parser.add_argument(
         "--chunk-size",
@@ -367,6 +478,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write the original's chunk and frame files and STEM_merged.pt",
     )
     predict.add_argument("--no-progress", action="store_true", help="no progress bar")
+    predict.add_argument(
+        "--db",
+        dest="database_url",
+        nargs="?",
+        const=CONFIGURED,
+        metavar="URL",
+        help="also record the job and its results in this database (no URL: the configured one)",
+    )
     predict.set_defaults(run=_predict)
 
     compare = commands.add_parser(
@@ -384,6 +503,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("--report", type=Path, help="also write the full report (JSON) here")
     compare.set_defaults(run=_compare)
+
+    db = commands.add_parser("db", help="the database's schema: upgrade it, or show it")
+    db.add_argument("action", choices=("upgrade", "current"), help="upgrade, or show the schema")
+    add_database_option(db)
+    db.set_defaults(run=_db)
+
+    jobs = commands.add_parser("jobs", help="list the jobs in the database")
+    add_database_option(jobs)
+    jobs.set_defaults(run=_jobs)
+
+    results = commands.add_parser("results", help="write a job's result files from the database")
+    results.add_argument("job", type=_positive, help="the job id")
+    results.add_argument("--out", type=Path, required=True, help="output folder")
+    results.add_argument("--viral-fasta", action="store_true", help="also write viral_sequences.fa")
+    add_database_option(results)
+    results.set_defaults(run=_results)
 
     backends = commands.add_parser("backends", help="list attention backends and their kernels")
     backends.add_argument("--device", help="the device to list kernels for (default: cuda if any)")
@@ -420,6 +555,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(format="%(levelname)s: %(message)s", stream=sys.stderr)
     logging.getLogger().setLevel(level)
+    logging.getLogger("alembic").setLevel(max(level, logging.WARNING))  # its INFO is chatter
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.run(args)

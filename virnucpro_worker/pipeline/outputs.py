@@ -85,6 +85,11 @@ def write_highest_scores(handle: TextIO, calls: Iterable[tuple[str, bool]]) -> N
     handle.writelines(f"{chunk}\t{call}\n" for chunk, call in calls)
 
 
+def run_json_text(run: dict) -> str:
+    """run.json's exact text (the database keeps the same bytes)."""
+    return json.dumps(run, indent=2) + "\n"
+
+
 def fasta_entry(record_id: str, sequence: str) -> str:
     return f">{record_id}\n{wrapped(sequence)}\n"
 
@@ -175,11 +180,11 @@ class ResultWriter:
             self._write_intermediates(block)
 
     def _write_viral(self, block: BlockResult) -> None:
-        if block.sequences is None:
-            raise ValueError("the viral FASTA needs the records' sequences")
+        if block.viral_sequences is None:
+            raise ValueError("the viral FASTA needs the viral records' sequences")
         self._files[VIRAL_FASTA_FILE].writelines(
-            fasta_entry(record.id, sequence)
-            for record, sequence in zip(block.records, block.sequences, strict=True)
+            fasta_entry(record.id, block.viral_sequences[record.index])
+            for record in block.records
             if record.call == VIRUS
         )
 
@@ -212,8 +217,7 @@ class ResultWriter:
             names.append(self._merged.save())
         run["outputs"] = sorted(names)
         with self.staged.open(RUN_FILE) as handle:
-            json.dump(run, handle, indent=2)
-            handle.write("\n")
+            handle.write(run_json_text(run))
         self.staged.commit(names, owned=OWNED_FILES)
 
 

@@ -19,7 +19,7 @@ from ..sequences.translation import KeptFrame, frame_id
 from .calls import VIRUS, chunk_is_virus, chunk_maxima, frame_label, record_call
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: frozen ones take five times longer to build
 class FrameScore:
     """One kept frame's scores. Scores are float32 values (held in Python floats exactly)."""
 
@@ -42,7 +42,7 @@ class FrameScore:
         return chunk_id(self.record_id, self.chunk)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ChunkCall:
     """A chunk with at least one kept frame, and the original's call on it."""
 
@@ -60,7 +60,7 @@ class ChunkCall:
         return chunk_id(self.record_id, self.chunk)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RecordSummary:
     """One input record: its size, what was scored, and our call (calls.record_call)."""
 
@@ -80,15 +80,15 @@ class RecordSummary:
 class BlockResult:
     """The results for one block of whole input records, in input order.
 
-    `sequences` (the records' own) are there for the viral FASTA, `prepared` (the chunks and
-    kept frames with their sequences) for the intermediate files, when the block was just
-    computed.
+    `viral_sequences` (record ordinal -> sequence of each record called virus) are there for
+    the viral FASTA, `prepared` (the chunks and kept frames with their sequences) for the
+    intermediate files, when the block was just computed.
     """
 
     records: list[RecordSummary]
     chunks: list[ChunkCall]  # scored chunks, in input order
     frames: list[FrameScore]  # kept frames, in input order (chunk, then F1..R3)
-    sequences: list[str] | None = None
+    viral_sequences: dict[int, str] | None = None
     prepared: PreparedBlock | None = None
     dropped_codons: int = 0  # codons with N or another IUPAC letter, skipped in kept frames
     rna_records: int = 0  # written with U, read as T
@@ -167,11 +167,16 @@ def block_result(prepared: PreparedBlock, scores: np.ndarray, first_index: int) 
     ordinals = {info.id: first_index + offset for offset, info in enumerate(prepared.records)}
     frames = frame_scores(prepared.frames, scores, ordinals)
     chunks = chunk_calls(frames)
+    records = record_summaries(prepared.records, first_index, chunks)
     return BlockResult(
-        records=record_summaries(prepared.records, first_index, chunks),
+        records=records,
         chunks=chunks,
         frames=frames,
-        sequences=prepared.sequences,
+        viral_sequences={
+            record.index: sequence
+            for record, sequence in zip(records, prepared.sequences, strict=True)
+            if record.call == VIRUS
+        },
         prepared=prepared,
         dropped_codons=sum(kept.dropped_codons for kept in prepared.frames),
         rna_records=prepared.rna_records,

@@ -13,7 +13,7 @@ from ..sequences.fasta import NO_LIMITS, InputLimits, fasta_stem, read_fasta
 from .outputs import DEMO_WARNING, ResultWriter
 from .predictor import Predictor
 from .provenance import input_description, now, run_record
-from .results import RunTotals
+from .results import BlockResult, RunTotals
 from .stream import StreamProgress, predict_stream
 
 log = logging.getLogger(__name__)
@@ -43,13 +43,15 @@ def predict_file(
     keep_intermediate: bool = False,
     viral_fasta: bool = False,
     on_progress: Callable[[StreamProgress], None] | None = None,
+    on_block: Callable[[BlockResult], None] | None = None,
     limits: InputLimits = NO_LIMITS,
     input_info: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write the result files (outputs.py names them) into `out_dir`, replacing an earlier
-    run's; return the run.json content. `input_info` describes the input in run.json (default:
-    `input_path`'s path, size and sha256); `extra` adds entries to run.json."""
+    run's; return the run.json content. `on_block` sees each block once it is written (the
+    database records it). `input_info` describes the input in run.json (default: the path,
+    size and sha256 of `input_path`); `extra` adds entries to run.json."""
     started = now()
     if predictor.demo:
         log.warning(DEMO_WARNING)
@@ -69,6 +71,8 @@ def predict_file(
         for block in blocks:
             start = time.perf_counter()
             writer.add(block)
+            if on_block is not None:
+                on_block(block)
             totals.add(block)
             totals.add_seconds({"write": time.perf_counter() - start})
         if totals.kept_frames == 0:

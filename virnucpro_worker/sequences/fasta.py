@@ -313,9 +313,15 @@ def read_text(
         while piece := handle.read(_READ_SIZE):
             yield piece.encode("utf-8") if isinstance(piece, str) else piece
 
-    source = _BytesReader(pieces())
+    return read_pieces(pieces(), name, limits)
+
+
+def read_pieces(
+    pieces: Iterable[bytes], name: str, limits: InputLimits = NO_LIMITS
+) -> Iterator[FastaRecord]:
+    """Yield the checked records of FASTA or FASTQ text arriving as byte strings."""
     unique = UniqueIds(name)
-    for block in _format_blocks(source, Path(name), _READ_SIZE):
+    for block in _format_blocks(_BytesReader(iter(pieces)), Path(name), _READ_SIZE):
         records = parse_block(block, name, limits)
         unique.add([record.id for record in records], block.first_record)
         yield from records

@@ -1,0 +1,267 @@
+"""The SQL store, on SQLite and on the machine's real PostgreSQL: migrations, results that come
+back as the files byte for byte, idempotent writes, concurrent writers, clean errors."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import pytest
+from models_for_tests import DemoModels, model_args
+from sqlalchemy import func, select
+
+import virnucpro_worker
+from virnucpro_worker.errors import UserError
+from virnucpro_worker.interfaces.cli import main
+from virnucpro_worker.pipeline.outputs import (
+    HIGHEST_SCORE_FILE,
+    PREDICTIONS_FILE,
+    RUN_FILE,
+    SUMMARY_FILE,
+    VIRAL_FASTA_FILE,
+)
+from virnucpro_worker.sequences.fasta import read_fasta
+from virnucpro_worker.store import schema
+from virnucpro_worker.store.engine import make_engine
+from virnucpro_worker.store.jobs import InputFile
+from virnucpro_worker.store.models import ChunkPrediction, FramePrediction, RecordPrediction
+from virnucpro_worker.store.results import read_blocks
+from virnucpro_worker.store.store import Store
+
+DEMO_INPUT = Path(__file__).parents[1] / "examples" / "demo_contigs.fa"
+FILES = (PREDICTIONS_FILE, HIGHEST_SCORE_FILE, SUMMARY_FILE, RUN_FILE, VIRAL_FASTA_FILE)
+PARAMETERS = {"chunk_size": 500, "attention": "flash-varlen", "models": {"demo": True}}
+
+
+def predict(models: DemoModels, out: Path, *extra: str) -> int:
+    options = ["--chunk-size", "500", "--out", str(out), "--no-progress", "--viral-fasta"]
+    return main(["predict", str(DEMO_INPUT), *options, *model_args(models), *extra])
+
+
+def test_migrations_up_check_down_up(database_url):
+    engine = make_engine(database_url)
+    schema.upgrade(engine)
+    assert schema.current(engine) == schema.head()
+    schema.check(engine)  # the models and the migrations describe the same schema
+    schema.downgrade(engine, "base")
+    assert schema.current(engine) is None
+    schema.upgrade(engine)
+    schema.check(engine)
+
+
+def test_predict_db_then_results_gives_the_same_files(demo_models, database_url, tmp_path, capsys):
+    assert predict(demo_models, tmp_path / "predict", "--db", database_url) == 0
+    store = Store(database_url)
+    (job,) = store.jobs()
+    assert (job.state, job.records, job.shards, job.shards_done) == ("succeeded", 24, 1, 1)
+    assert (
+        job.frames_done
+        == len((tmp_path / "predict" / PREDICTIONS_FILE).read_text().splitlines()) - 1
+    )
+    assert job.model_set["classifier"]["sha256"]
+    assert (
+        main(
+            [
+                "results",
+                str(job.id),
+                "--db",
+                database_url,
+                "--out",
+                str(tmp_path / "back"),
+                "--viral-fasta",
+            ]
+        )
+        == 0
+    )
+    for name in FILES:
+        assert (tmp_path / "back" / name).read_bytes() == (
+            tmp_path / "predict" / name
+        ).read_bytes(), name
+    assert f'"job_id": {job.id}' in (tmp_path / "back" / RUN_FILE).read_text()
+    capsys.readouterr()
+    assert main(["jobs", "--db", database_url]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert listing[1].split("\t")[:5] == [
+        str(job.id),
+        "succeeded",
+        str(DEMO_INPUT.resolve()),
+        "24",
+        "70",
+    ]
+
+
+def test_the_prediction_read_back_equals_the_api(demo_models, database_url, tmp_path):
+    assert predict(demo_models, tmp_path / "o", "--db", database_url) == 0
+    store = Store(database_url)
+    stored = store.prediction(store.jobs()[0].id)
+    direct = virnucpro_worker.load_models(models=demo_models.folder).predict(DEMO_INPUT, 500)
+    assert stored.frames == direct.frames
+    assert stored.chunks == direct.chunks and stored.records == direct.records
+
+
+def _blocks(demo_models: DemoModels, first_index: int = 0):
+    predictor = virnucpro_worker.load_models(models=demo_models.folder)
+    return list(
+        virnucpro_worker.predict_stream(
+            predictor, read_fasta(DEMO_INPUT), 500, first_index=first_index, block_bases=5000
+        )
+    )
+
+
+def _new_job(store: Store, shard_chunks: int | None = None) -> int:
+    return store.create_job(
+        read_fasta(DEMO_INPUT),
+        parameters=PARAMETERS,
+        input_file=InputFile(str(DEMO_INPUT), "0" * 64, DEMO_INPUT.stat().st_size),
+        shard_chunks=shard_chunks,
+    )
+
+
+def _counts(store: Store, job_id: int) -> tuple[int, int, int]:
+    with store.session() as session:
+        return tuple(
+            session.scalar(select(func.count()).select_from(table).where(table.job_id == job_id))
+            for table in (FramePrediction, ChunkPrediction, RecordPrediction)
+        )
+
+
+def test_writing_the_same_shard_twice_leaves_one_row_per_frame(demo_models, database_url):
+    store = Store(database_url)
+    job = _new_job(store)
+    blocks = _blocks(demo_models)
+    for _ in range(2):
+        for block in blocks:
+            store.write_block(job, block)
+    expected = (sum(len(b.frames) for b in blocks), sum(len(b.chunks) for b in blocks), 24)
+    assert _counts(store, job) == expected
+    with store.engine.connect() as connection:
+        back = [
+            f for block in read_blocks(connection, job, records_per_block=5) for f in block.frames
+        ]
+    assert back == [f for b in blocks for f in b.frames]
+
+
+def _write_blocks(url: str, job_id: int, blocks: list, repeats: int) -> None:
+    store = Store(url)
+    for _ in range(repeats):
+        for block in blocks:
+            store.write_block(job_id, block)
+
+
+def test_two_processes_write_different_shards_of_one_job_at_once(demo_models, database_url):
+    store = Store(database_url)
+    job = _new_job(store, shard_chunks=30)
+    shards = store.shards(job)
+    assert len(shards) >= 2
+    blocks = _blocks(demo_models)
+    halves = [
+        [
+            b
+            for b in blocks
+            if shard.first_record <= b.records[0].index < shard.first_record + shard.record_count
+        ]
+        for shard in shards[:2]
+    ]
+    context = multiprocessing.get_context("spawn")
+    writers = [
+        context.Process(target=_write_blocks, args=(database_url, job, half, 3)) for half in halves
+    ]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=120)
+        assert writer.exitcode == 0
+    written = [b for half in halves for b in half]
+    expected = (sum(len(b.frames) for b in written), sum(len(b.chunks) for b in written))
+    expected += (sum(len(b.records) for b in written),)
+    assert _counts(store, job) == expected
+
+
+def test_a_job_that_does_not_exist(database_url, tmp_path):
+    store = Store(database_url)
+    with pytest.raises(UserError, match=r"no job 99 in database"):
+        store.write_outputs(99, tmp_path / "o")
+
+
+def test_bad_input_stores_nothing(database_url, tmp_path):
+    bad = tmp_path / "bad.fa"
+    bad.write_text(">a\nACGT\n>b\nMKVLL\n")
+    store = Store(database_url)
+    with pytest.raises(UserError, match="not a nucleotide"):
+        store.create_job(
+            read_fasta(bad),
+            parameters=PARAMETERS,
+            input_file=InputFile("bad", "", 1),
+            shard_chunks=None,
+        )
+    assert store.jobs() == []
+
+
+def test_a_database_that_cannot_be_reached_is_one_line_without_the_password(capsys, tmp_path):
+    url = "postgresql://virnucpro:s3cret-pw@127.0.0.1:1/nowhere"
+    assert main(["jobs", "--db", url]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(
+        "virnucpro: error: database postgresql://virnucpro:***@127.0.0.1:1/nowhere: connection failed"
+    )
+    assert "s3cret" not in line
+
+
+def test_an_older_schema_must_be_upgraded_first(database_url):
+    engine = make_engine(database_url)
+    schema.upgrade(engine)
+    with engine.begin() as connection:  # a schema this version does not have
+        connection.exec_driver_sql("UPDATE alembic_version SET version_num = '0000'")
+    with pytest.raises(UserError, match="run `virnucpro db upgrade"):
+        Store(database_url).jobs()
+
+
+def test_db_upgrade_and_current_commands(database_url, capsys):
+    assert main(["db", "current", "--db", database_url]) == 0
+    assert f"schema none (this version's newest: {schema.head()})" in capsys.readouterr().out
+    assert main(["db", "upgrade", "--db", database_url]) == 0
+    assert f"schema {schema.head()}" in capsys.readouterr().out
+
+
+def test_an_installed_copy_upgrades_a_database_outside_the_checkout(tmp_path):
+    """The wheel ships the migrations: `virnucpro db upgrade` from the built package, run
+    from another folder, creates the schema."""
+    import subprocess
+    import sys
+    import zipfile
+
+    root = Path(__file__).parents[1]
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(root),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("virnucpro_worker-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "virnucpro_worker/store/alembic/env.py" in names
+    assert any(name.startswith("virnucpro_worker/store/alembic/versions/0001") for name in names)
+    installed = tmp_path / "installed"
+    zipfile.ZipFile(wheel).extractall(installed)
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    script = (
+        f"import sys; sys.path.insert(0, {str(installed)!r}); import virnucpro_worker; "
+        f"assert virnucpro_worker.__file__.startswith({str(installed)!r}); "
+        "from virnucpro_worker.interfaces.cli import main; "
+        f"sys.exit(main(['db', 'upgrade', '--db', {url!r}]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"schema {schema.head()}" in result.stdout

@@ -1,0 +1,80 @@
+"""Connecting to the database: SQLite by default, PostgreSQL (psycopg 3) in production.
+
+SQLite gets what concurrent writers need (WAL, a busy timeout) and foreign keys; a plain
+`postgresql://` URL is read as `postgresql+psycopg://`. Passwords never leave this module in
+an error message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..errors import UserError
+from ..redact import redact_text, redact_url
+
+SQLITE_BUSY_MS = 60_000
+
+
+def database_url(url: str) -> URL:
+    """The SQLAlchemy URL for `url`, the driver made explicit."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise UserError(f"not a database URL: {redact_url(url)!r}") from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise UserError(f"{redact_url(url)}: only SQLite and PostgreSQL databases are supported")
+    return parsed
+
+
+def make_engine(url: str) -> Engine:
+    parsed = database_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_MS / 1000})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(parsed, pool_pre_ping=True)
+
+
+def _sqlite_pragmas(connection, _record) -> None:
+    cursor = connection.cursor()
+    for pragma in (
+        "journal_mode=WAL",
+        f"busy_timeout={SQLITE_BUSY_MS}",
+        "foreign_keys=ON",
+        "synchronous=NORMAL",
+    ):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextlib.contextmanager
+def database_errors(url: str) -> Iterator[None]:
+    """Driver errors as one line naming the database, its password hidden."""
+    try:
+        yield
+    except DBAPIError as error:
+        reason = str(error.orig).strip().splitlines()
+        message = reason[0] if reason else type(error.orig).__name__
+        raise DatabaseError(redact_text(f"database {redact_url(url)}: {message}", url)) from None
+    except SQLAlchemyError as error:
+        message = str(error).strip().splitlines()[0]
+        raise DatabaseError(redact_text(f"database {redact_url(url)}: {message}", url)) from None
+
+
+class DatabaseError(UserError):
+    """The database cannot be reached or refused an operation."""

@@ -1,0 +1,212 @@
+"""`Store`: one database of jobs and results, and everything the rest of the code asks of it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from ..errors import UserError
+from ..pipeline.outputs import ResultWriter, run_json_text
+from ..pipeline.prediction import Prediction
+from ..pipeline.results import BlockResult
+from ..redact import redact_url
+from ..sequences.fasta import FastaRecord
+from . import schema
+from .engine import database_errors, make_engine, session_factory
+from .jobs import InputFile, create_job, get_job, now, set_state, shard_records
+from .models import Job, Provenance, Shard, State
+from .results import read_blocks, write_block
+
+
+class Store:
+    """The database at `url` (SQLite or PostgreSQL). An empty database gets the schema on
+    first use; one at an older revision must be upgraded first (`virnucpro db upgrade`)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.name = redact_url(url)
+        with database_errors(url):
+            self.engine = make_engine(url)
+        self.sessions = session_factory(self.engine)
+        self._ready = False
+
+    def __repr__(self) -> str:
+        return f"Store({self.name!r})"
+
+    # The schema ------------------------------------------------------------------------------
+
+    def upgrade(self) -> None:
+        """Bring the schema to the newest migration."""
+        with database_errors(self.url):
+            schema.upgrade(self.engine)
+        self._ready = True
+
+    def current(self) -> str | None:
+        """The schema's migration, None for an empty database."""
+        with database_errors(self.url):
+            return schema.current(self.engine)
+
+    def _require_schema(self) -> None:
+        if self._ready:
+            return
+        revision, head = self.current(), schema.head()
+        if revision is None:
+            self.upgrade()
+        elif revision != head:
+            raise UserError(
+                f"database {self.name} has schema {revision}, this version needs {head}: "
+                f"run `virnucpro db upgrade --db URL`"
+            )
+        self._ready = True
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        """A transaction: committed when the block ends, rolled back on an error."""
+        self._require_schema()
+        with database_errors(self.url), self.sessions.begin() as session:
+            yield session
+
+    # Jobs ------------------------------------------------------------------------------------
+
+    def create_job(
+        self,
+        records: Iterable[FastaRecord],
+        *,
+        parameters: dict[str, Any],
+        input_file: InputFile,
+        shard_chunks: int | None,
+        label: str | None = None,
+        state: State = State.QUEUED,
+    ) -> int:
+        """Store the input as shards (checking every record: bad input stores nothing)."""
+        with self.session() as session:
+            job = create_job(
+                session,
+                records,
+                parameters=parameters,
+                input_file=input_file,
+                shard_chunks=shard_chunks,
+                label=label,
+                state=state,
+            )
+            return job.id
+
+    def jobs(self) -> list[Job]:
+        with self.session() as session:
+            return list(session.scalars(select(Job).order_by(Job.id)))
+
+    def job(self, job_id: int) -> Job:
+        with self.session() as session:
+            return get_job(session, job_id, f"database {self.name}")
+
+    def shards(self, job_id: int) -> list[Shard]:
+        with self.session() as session:
+            get_job(session, job_id, f"database {self.name}")
+            query = select(Shard).where(Shard.job_id == job_id).order_by(Shard.index)
+            return list(session.scalars(query))
+
+    def write_block(self, job_id: int, block: BlockResult, shard_id: int | None = None) -> None:
+        """One block's rows, in one transaction, replacing any its records had; the job's and
+        the shard's progress counters move with them."""
+        with self.session() as session:
+            write_block(session.connection(), job_id, block)
+            done = {"records_done": len(block.records), "frames_done": len(block.frames)}
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .values({name: getattr(Job, name) + value for name, value in done.items()})
+            )
+            if shard_id is not None:
+                session.execute(
+                    update(Shard)
+                    .where(Shard.id == shard_id)
+                    .values(frames_done=Shard.frames_done + len(block.frames))
+                )
+
+    def finish_job(self, job_id: int, run: dict[str, Any]) -> None:
+        """The job succeeded: keep its run.json (exactly as its files hold it)."""
+        with self.session() as session:
+            job = get_job(session, job_id, f"database {self.name}")
+            job.model_set = run["models"]
+            session.merge(Provenance(job_id=job_id, run_json=run_json_text(run)))
+            session.execute(
+                update(Shard)
+                .where(Shard.job_id == job_id)
+                .values(state=State.SUCCEEDED, finished_at=now())
+            )
+            job.shards_done = job.shards
+            set_state(session, job, State.SUCCEEDED)
+
+    def fail_job(self, job_id: int, error: str) -> None:
+        with self.session() as session:
+            set_state(
+                session, get_job(session, job_id, f"database {self.name}"), State.FAILED, error
+            )
+
+    # Results ---------------------------------------------------------------------------------
+
+    def run_record(self, job_id: int) -> dict[str, Any]:
+        with self.session() as session:
+            job = get_job(session, job_id, f"database {self.name}")
+            if job.state != State.SUCCEEDED:
+                detail = f": {job.error}" if job.error else ""
+                raise UserError(f"job {job_id} has no results: it is {job.state}{detail}")
+            return json.loads(session.get(Provenance, job_id).run_json)
+
+    def blocks(self, job_id: int, viral_sequences: bool = False) -> Iterator[BlockResult]:
+        """The job's results in input order, a block at a time; with `viral_sequences`, each
+        block carries the sequences of its records called virus (from the stored input)."""
+        self.run_record(job_id)  # only a succeeded job has results
+        with database_errors(self.url), self.engine.connect() as connection:
+            blocks = read_blocks(connection, job_id)
+            if viral_sequences:
+                blocks = _with_viral_sequences(blocks, self._input_records(job_id))
+            yield from blocks
+
+    def _input_records(self, job_id: int) -> Iterator[FastaRecord]:
+        for shard in self.shards(job_id):
+            with database_errors(self.url), self.engine.connect() as connection:
+                yield from shard_records(connection, shard.id)
+
+    def prediction(self, job_id: int) -> Prediction:
+        run = self.run_record(job_id)
+        frames, chunks, records = [], [], []
+        for block in self.blocks(job_id):
+            frames += block.frames
+            chunks += block.chunks
+            records += block.records
+        return Prediction(frames, chunks, records, run)
+
+    def write_outputs(self, job_id: int, out_dir: Path | str, viral_fasta: bool = False) -> None:
+        """Write the files `virnucpro predict` wrote for the job, byte for byte (run.json
+        included), streaming the rows."""
+        run = self.run_record(job_id)
+        writer = ResultWriter(Path(out_dir), demo=run["demo_models"], viral_fasta=viral_fasta)
+        with writer:
+            for block in self.blocks(job_id, viral_sequences=viral_fasta):
+                writer.add(block)
+            writer.commit(run)
+
+
+def _with_viral_sequences(
+    blocks: Iterator[BlockResult], records: Iterator[FastaRecord]
+) -> Iterator[BlockResult]:
+    """Attach the sequences of each block's viral records, read from the input in order."""
+    numbered = enumerate(records)
+    pending = next(numbered, None)
+    for block in blocks:
+        viral = {record.index for record in block.records if record.call == "virus"}
+        last = block.records[-1].index if block.records else -1
+        block.viral_sequences = {}
+        while pending is not None and pending[0] <= last:
+            index, record = pending
+            if index in viral:
+                block.viral_sequences[index] = record.sequence
+            pending = next(numbered, None)
+        yield block
