@@ -77,7 +77,12 @@ def database(url: str, blocks: list) -> tuple[float, float]:
     store = Store(url)
     job = store.create_job(
         [FastaRecord("placeholder", "ACGT")],  # the job's input plays no part here
-        parameters={"chunk_size": 500, "attention": "flash-varlen", "models": {"demo": True}},
+        parameters={
+            "chunk_size": 500,
+            "attention": "flash-varlen",
+            "block_bases": 2_000_000,
+            "models": {"demo": True},
+        },
         input_file=InputFile("benchmark", "0" * 64, 0),
         shard_chunks=None,
     )
@@ -92,6 +97,11 @@ def database(url: str, blocks: list) -> tuple[float, float]:
     return written, time.perf_counter() - start
 
 
+def report(database_name: str, frames: int, write: float, read: float) -> None:
+    rates = f"write {frames / write:,.0f} frame rows/s, read {frames / read:,.0f} frame rows/s"
+    print(f"{database_name + ':':11} {rates}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--frames", type=int, default=1_000_000)
@@ -100,26 +110,21 @@ def main() -> None:
     blocks = synthetic_blocks(args.frames)
     frames = sum(len(b.frames) for b in blocks)
     chunks, records = sum(len(b.chunks) for b in blocks), sum(len(b.records) for b in blocks)
-    print(
-        f"{frames:,} frame rows, {chunks:,} chunk rows, {records:,} record rows in {len(blocks)} blocks"
-    )
+    print(f"{frames:,} frame rows, {chunks:,} chunk rows, {records:,} record rows", end=" ")
+    print(f"in {len(blocks)} blocks")
     baseline = in_memory(blocks)
     print(f"in memory (rows built and walked): {frames / baseline:,.0f} frame rows/s")
 
     with tempfile.TemporaryDirectory() as folder:
         write, read = database(f"sqlite:///{Path(folder) / 'bench.db'}", blocks)
-        print(
-            f"SQLite:     write {frames / write:,.0f} frame rows/s, read {frames / read:,.0f} frame rows/s"
-        )
+        report("SQLite", frames, write, read)
 
     name = f"virnucpro_bench_{secrets.token_hex(4)}"
     with psycopg.connect(args.postgres, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     try:
         write, read = database(args.postgres.rsplit("/", 1)[0] + f"/{name}", blocks)
-        print(
-            f"PostgreSQL: write {frames / write:,.0f} frame rows/s, read {frames / read:,.0f} frame rows/s"
-        )
+        report("PostgreSQL", frames, write, read)
     finally:
         with psycopg.connect(args.postgres, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

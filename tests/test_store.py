@@ -30,7 +30,12 @@ from virnucpro_worker.store.store import Store
 
 DEMO_INPUT = Path(__file__).parents[1] / "examples" / "demo_contigs.fa"
 FILES = (PREDICTIONS_FILE, HIGHEST_SCORE_FILE, SUMMARY_FILE, RUN_FILE, VIRAL_FASTA_FILE)
-PARAMETERS = {"chunk_size": 500, "attention": "flash-varlen", "models": {"demo": True}}
+PARAMETERS = {
+    "chunk_size": 500,
+    "attention": "flash-varlen",
+    "block_bases": 5000,
+    "models": {"demo": True},
+}
 
 
 def predict(models: DemoModels, out: Path, *extra: str) -> int:
@@ -201,9 +206,8 @@ def test_a_database_that_cannot_be_reached_is_one_line_without_the_password(caps
     url = "postgresql://virnucpro:s3cret-pw@127.0.0.1:1/nowhere"
     assert main(["jobs", "--db", url]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith(
-        "virnucpro: error: database postgresql://virnucpro:***@127.0.0.1:1/nowhere: connection failed"
-    )
+    where = "database postgresql://virnucpro:***@127.0.0.1:1/nowhere"
+    assert line.startswith(f"virnucpro: error: {where}: connection failed")
     assert "s3cret" not in line
 
 

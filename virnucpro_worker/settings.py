@@ -48,9 +48,17 @@ class Settings:
     dtype: str | None = None  # None: bf16 on CUDA, fp32 on the CPU
     cache: str | None = None  # the demo models are built here once; default ~/.cache/virnucpro
     database_url: str | None = None  # default: SQLite in ~/.local/share/virnucpro
-    redis_url: str | None = None
-    queue: str = "virnucpro"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    queue: str = "virnucpro"  # shards go to queue "<queue>-<chunk size>"
     shard_chunks: int = 40_000  # chunks per queued shard: about a minute on an H200
+    # Bases of whole records prepared and embedded together. Results depend on it in their
+    # last bits (which frames share a batch): a queued job cuts shards at these boundaries
+    # so that its results equal `predict`'s with the same value.
+    block_bases: int = 2_000_000
+    shard_attempts: int = 3  # a shard that fails this often fails its job
+    shard_timeout: int = 6 * 3600  # seconds one attempt may take
+    lease_seconds: float = 30.0  # a running shard not renewed for this long is run again
+    heartbeat_seconds: float = 5.0  # how often a worker renews its leases
     max_input_bytes: int = 64 << 30
     max_record_length: int = 250_000_000
     config_file: str | None = None  # the file these settings were read from, if any
@@ -208,19 +216,28 @@ def _with_home(values: dict[str, Any], environ: Mapping[str, str]) -> dict[str, 
     return values
 
 
-_INTEGERS = {"shard_chunks", "max_input_bytes", "max_record_length"}
-_BOOLEANS = {"demo_models", "v1_attention"}
+# How an option, a variable's text or a config value is read, from the field's type above.
+_TYPES = {f.name: f.type for f in fields(Settings)} | {"v1_attention": "bool"}
 
 
 def _typed(key: str, value: Any) -> Any:
-    if key in _BOOLEANS:
+    kind = _TYPES[key]
+    if kind == "bool":
         if isinstance(value, bool):
             return value
         text = str(value).strip().lower()
         if text not in TRUE + FALSE:
             raise UserError(f"{key}: expected true or false, not {value!r}")
         return text in TRUE
-    if key in _INTEGERS:
+    if kind == "float":
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise UserError(f"{key}: expected a number of seconds, not {value!r}") from None
+        if number <= 0:
+            raise UserError(f"{key}: must be more than 0, not {number}")
+        return number
+    if kind == "int":
         try:
             number = int(value)
         except (TypeError, ValueError):

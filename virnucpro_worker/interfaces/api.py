@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import UserError
-from ..settings import load_settings
+from ..settings import Settings, load_settings
 
 if TYPE_CHECKING:
     import torch
@@ -36,8 +36,6 @@ def load_models(
     ~/.config/virnucpro/config.toml). `device` is e.g. "cpu" or "cuda:1", `dtype` one of
     "fp32", "fp16", "bf16".
     """
-    from ..pipeline.predictor import ModelChoice, Predictor
-
     options = {
         "esm": esm,
         "dnabert": dnabert,
@@ -49,9 +47,20 @@ def load_models(
         "dtype": dtype,
         "config": None if config is None else str(config),
     }
-    settings = load_settings(options, os.environ)
+    return load_predictor(load_settings(options, os.environ))
+
+
+def load_predictor(settings: Settings) -> Predictor:
+    """The model set `settings` name, loaded (the CLI and the worker share this)."""
+    from ..pipeline.predictor import ModelChoice, Predictor
+
     files = settings.model_files()
     return Predictor.load(ModelChoice(files, settings.attention, settings.device, settings.dtype))
+
+
+def environment_settings() -> Settings:
+    """Settings from VIRNUCPRO_* variables and the config file alone (for `rq worker -w`)."""
+    return load_settings({}, os.environ)
 
 
 def _device_text(device: object) -> str:

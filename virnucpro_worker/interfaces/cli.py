@@ -100,10 +100,9 @@ def input_file(argument: str) -> Iterator[tuple[Path, dict[str, Any] | None]]:
 
 
 def load_predictor(settings: Settings):  # -> Predictor (imports torch)
-    from ..pipeline.predictor import ModelChoice, Predictor
+    from .api import load_predictor
 
-    files = settings.model_files()
-    return Predictor.load(ModelChoice(files, settings.attention, settings.device, settings.dtype))
+    return load_predictor(settings)
 
 
 def check_backend(name: str) -> None:
@@ -169,6 +168,7 @@ def _predict(args: argparse.Namespace) -> int:
                     on_progress=on_progress,
                     on_block=recorder.add if recorder else None,
                     limits=settings.limits,
+                    block_bases=settings.block_bases,
                     input_info=info,
                     extra=extra,
                 )
@@ -199,6 +199,7 @@ class JobRecorder:
         parameters = {
             "chunk_size": self.args.chunk_size,
             "attention": self.settings.attention,
+            "block_bases": self.settings.block_bases,
             "models": self.settings.model_request(),
         }
         self.job_id = self.store.create_job(
@@ -326,6 +327,77 @@ def _results(args: argparse.Namespace) -> int:
     return 0
 
 
+def client_from(args: argparse.Namespace):  # -> queue.Client
+    from ..queue.client import Client
+
+    settings = settings_from(args)
+    return Client(settings.redis_url, settings.database_url, settings)
+
+
+def _submit(args: argparse.Namespace) -> int:
+    if args.out:
+        check_writable_folder(args.out)
+    client = client_from(args)
+    with input_file(args.input) as (path, _):
+        job_id = client.submit(
+            path,
+            args.chunk_size,
+            attention=client.settings.attention,
+            demo=bool(args.demo_models),
+            shard_chunks=args.shard_chunks,
+            label=args.label,
+        )
+    print(job_id, flush=True)
+    if not (args.wait or args.out):
+        return 0
+    return _wait_for(client, job_id, args.out, args.viral_fasta, show=not args.no_progress)
+
+
+def _wait_for(client, job_id: int, out: Path | None, viral_fasta: bool, show: bool) -> int:
+    from .progress import job_progress
+
+    with job_progress(show, client.status(job_id)) as on_status:
+        status = client.wait(job_id, on_status=on_status)
+    if status.state != "succeeded":
+        print(f"virnucpro: {status.line()}", file=sys.stderr)
+        return 1
+    if out:
+        client.write_outputs(job_id, out, viral_fasta=viral_fasta)
+        log.info("job %d: results in %s", job_id, out)
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    print(client_from(args).status(args.job).line())
+    return 0
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    print(client_from(args).cancel(args.job).line())
+    return 0
+
+
+def _recover(args: argparse.Namespace) -> int:
+    queued = client_from(args).recover()
+    print(f"queued again: {queued} shard{'s' if queued != 1 else ''}")
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    from ..queue import messages
+    from ..queue.worker import serve
+    from ..store.store import Store
+
+    with messages.redis_errors(settings.redis_url):
+        messages.connect(settings.redis_url).ping()
+    Store(settings.database_url).jobs()  # the database answers, its schema is current
+    predictor = load_predictor(settings)  # once: every shard of every job reuses it
+    _cpu_threads(args.workers)
+    queues = [args.queue_name] if args.queue_name else None
+    return serve(settings, predictor, queues, burst=args.burst)
+
+
 def _backends(args: argparse.Namespace) -> int:
     from ..attention.registry import available_backends
     from ..models.devices import dtype_name, resolve_device, resolve_dtype
@@ -425,6 +497,17 @@ def add_database_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_service_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--redis",
+        dest="redis_url",
+        metavar="URL",
+        help="redis://[:PASSWORD@]HOST:PORT/DB (default: $VIRNUCPRO_REDIS_URL, the config file, "
+        "else redis://127.0.0.1:6379/0)",
+    )
+    add_database_option(parser)
+
+
 def add_chunk_size(parser: argparse.ArgumentParser, default: int | None = None) -> None:
     parser.add_argument(
         "--chunk-size",
@@ -519,6 +602,56 @@ def build_parser() -> argparse.ArgumentParser:
     results.add_argument("--viral-fasta", action="store_true", help="also write viral_sequences.fa")
     add_database_option(results)
     results.set_defaults(run=_results)
+
+    submit = commands.add_parser("submit", help="queue an input for the GPU worker pool")
+    submit.add_argument("input", help=INPUT_HELP)
+    add_chunk_size(submit)
+    submit.add_argument(
+        "--shard-chunks", type=_positive, help="chunks per shard (default: about a GPU minute)"
+    )
+    submit.add_argument(
+        "--demo-models", action="store_true", default=None, help="run on workers with demo models"
+    )
+    submit.add_argument("--attention", metavar="NAME", help="attention backend for the job")
+    submit.add_argument("--label", help="a label of yours, kept with the job")
+    submit.add_argument("--wait", action="store_true", help="wait until the job has ended")
+    submit.add_argument("--out", type=Path, help="wait, then write the result files here")
+    submit.add_argument(
+        "--viral-fasta", action="store_true", help="with --out: also write viral_sequences.fa"
+    )
+    submit.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_service_options(submit)
+    submit.set_defaults(run=_submit)
+
+    for name, function, text in (
+        ("status", _status, "a queued job's state and progress"),
+        ("cancel", _cancel, "cancel a queued job (running shards stop at their next block)"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("job", type=_positive, help="the job id")
+        add_service_options(command)
+        command.set_defaults(run=function)
+
+    recover = commands.add_parser(
+        "recover", help="queue again what the database says is unfinished (after Redis lost it)"
+    )
+    add_service_options(recover)
+    recover.set_defaults(run=_recover)
+
+    worker = commands.add_parser("worker", help="run a GPU worker: load the models, serve shards")
+    add_model_options(worker)
+    worker.add_argument(
+        "--queue",
+        dest="queue_name",
+        metavar="NAME",
+        help="one queue to serve (default: <queue>-<size> for each chunk size it can classify)",
+    )
+    worker.add_argument("--burst", action="store_true", help="stop when the queues are empty")
+    worker.add_argument(
+        "--workers", type=_positive, help="CPU threads for the models (default: torch's)"
+    )
+    add_service_options(worker)
+    worker.set_defaults(run=_worker)
 
     backends = commands.add_parser("backends", help="list attention backends and their kernels")
     backends.add_argument("--device", help="the device to list kernels for (default: cuda if any)")

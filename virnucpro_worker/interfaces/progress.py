@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import (
@@ -15,7 +16,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ..pipeline.stream import StreamProgress
+if TYPE_CHECKING:
+    from ..pipeline.stream import StreamProgress
+    from ..queue.client import JobStatus
 
 
 @contextlib.contextmanager
@@ -38,5 +41,29 @@ def progress_bar(
 
         def update(done: StreamProgress) -> None:
             progress.update(task, completed=done.records, frames=done.frames)
+
+        yield update
+
+
+@contextlib.contextmanager
+def job_progress(enabled: bool, start: JobStatus) -> Iterator[Callable[[JobStatus], None]]:
+    """A callback for `Client.wait` that shows a queued job's shards and frames."""
+    if not (enabled and sys.stderr.isatty()):
+        yield lambda status: None
+        return
+    columns = (
+        TextColumn("shards"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[state]}, {task.fields[frames]} frames"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True)) as progress:
+        task = progress.add_task("job", total=start.shards, frames=0, state=start.state)
+
+        def update(status: JobStatus) -> None:
+            progress.update(
+                task, completed=status.shards_done, frames=status.frames_done, state=status.state
+            )
 
         yield update

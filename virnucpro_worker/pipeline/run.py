@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..sequences.fasta import NO_LIMITS, InputLimits, fasta_stem, read_fasta
+from ..sequences.prepare import BLOCK_BASES
 from .outputs import DEMO_WARNING, ResultWriter
 from .predictor import Predictor
 from .provenance import input_description, now, run_record
@@ -45,6 +46,7 @@ def predict_file(
     on_progress: Callable[[StreamProgress], None] | None = None,
     on_block: Callable[[BlockResult], None] | None = None,
     limits: InputLimits = NO_LIMITS,
+    block_bases: int | None = None,
     input_info: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -67,6 +69,7 @@ def predict_file(
             chunk_size,
             on_progress=on_progress,
             on_features=writer.add_features if keep_intermediate else None,
+            block_bases=block_bases,
         )
         for block in blocks:
             start = time.perf_counter()
@@ -80,7 +83,9 @@ def predict_file(
                 "%s: no stop-free frame in any chunk; result files are header-only", input_path
             )
         info = input_info or input_description(input_path)
-        run = run_record(predictor, chunk_size, info, totals, started, extra)
+        run = run_record(
+            predictor, chunk_size, info, totals, started, extra, block_bases or BLOCK_BASES
+        )
         writer.commit(run)
     return run
 

@@ -38,12 +38,16 @@ class InputFile:
 
 
 class _ShardWriter:
-    """Records into the current shard's compressed parts; a new shard when the next record
-    would take it past `shard_chunks` (a record bigger than that gets a shard of its own)."""
+    """Records into shards of whole prediction blocks (records grouped until they hold
+    `block_bases` bases, as the prediction stream groups them), so that each shard's worker
+    forms the blocks `predict` would: the results are the same to the last bit. A shard takes
+    blocks while it stays within `shard_chunks` chunks (a bigger block gets a shard alone)."""
 
-    def __init__(self, session: Session, job: Job, chunk_size: int, shard_chunks: int | None):
+    def __init__(self, session: Session, job: Job, chunk_size: int, block_bases: int, shard_chunks):
         self.session, self.job = session, job
-        self.chunk_size, self.shard_chunks = chunk_size, shard_chunks
+        self.chunk_size, self.block_bases, self.shard_chunks = chunk_size, block_bases, shard_chunks
+        self.block: list[FastaRecord] = []
+        self.block_bases_so_far = self.block_chunks = 0
         self.shard: Shard | None = None
         self.compressor = zlib.compressobj(COMPRESSION)
         self.pending = bytearray()
@@ -51,23 +55,33 @@ class _ShardWriter:
         self.records = self.bases = self.chunks = 0
 
     def add(self, record: FastaRecord) -> None:
-        chunks = math.ceil(len(record.sequence) / self.chunk_size)
-        full = self.shard is not None and self.shard_chunks is not None
-        if self.shard is None or (full and self.shard.chunks + chunks > self.shard_chunks):
+        self.block.append(record)
+        self.block_bases_so_far += len(record.sequence)
+        self.block_chunks += math.ceil(len(record.sequence) / self.chunk_size)
+        if self.block_bases_so_far >= self.block_bases:
+            self._write_block()
+
+    def _write_block(self) -> None:
+        limit = self.shard_chunks
+        full = self.shard is not None and limit is not None
+        if self.shard is None or (full and self.shard.chunks + self.block_chunks > limit):
             self._next_shard()
         shard = self.shard
-        shard.record_count += 1
-        shard.bases += len(record.sequence)
-        shard.chunks += chunks
-        self.pending += self.compressor.compress(f">{record.id}\n{record.sequence}\n".encode())
-        if len(self.pending) >= PART_BYTES:
-            self._write_part()
-        self.records += 1
-        self.bases += len(record.sequence)
-        self.chunks += chunks
+        for record in self.block:
+            chunks = math.ceil(len(record.sequence) / self.chunk_size)
+            shard.record_count += 1
+            shard.bases += len(record.sequence)
+            shard.chunks += chunks
+            self.pending += self.compressor.compress(f">{record.id}\n{record.sequence}\n".encode())
+            if len(self.pending) >= PART_BYTES:
+                self._write_part()
+            self.records += 1
+            self.bases += len(record.sequence)
+            self.chunks += chunks
+        self.block, self.block_bases_so_far, self.block_chunks = [], 0, 0
 
     def _next_shard(self) -> None:
-        self.finish()
+        self._close_shard()
         index = 0 if self.shard is None else self.shard.index + 1
         self.shard = Shard(
             job_id=self.job.id,
@@ -92,10 +106,15 @@ class _ShardWriter:
         self.pending.clear()
         self.part += 1
 
-    def finish(self) -> None:
+    def _close_shard(self) -> None:
         if self.shard is not None:
             self.pending += self.compressor.flush()
             self._write_part()
+
+    def finish(self) -> None:
+        if self.block:
+            self._write_block()
+        self._close_shard()
 
 
 def create_job(
@@ -129,7 +148,9 @@ def create_job(
     )
     session.add(job)
     session.flush()
-    writer = _ShardWriter(session, job, parameters["chunk_size"], shard_chunks)
+    writer = _ShardWriter(
+        session, job, parameters["chunk_size"], parameters["block_bases"], shard_chunks
+    )
     for record in records:
         writer.add(record)
     writer.finish()

@@ -3,6 +3,7 @@ folder, shipped inside the package as virnucpro_worker/store/alembic)."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from alembic import command
@@ -12,6 +13,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
 
 MIGRATIONS = Path(__file__).parent / "alembic"
+# Alembic keeps the running migration's context in module globals: one at a time per process.
+_ALEMBIC = threading.Lock()
 
 
 def _config(connection: Connection | None = None) -> Config:
@@ -31,16 +34,16 @@ def current(engine: Engine) -> str | None:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    with engine.begin() as connection:
+    with _ALEMBIC, engine.begin() as connection:
         command.upgrade(_config(connection), revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
-    with engine.begin() as connection:
+    with _ALEMBIC, engine.begin() as connection:
         command.downgrade(_config(connection), revision)
 
 
 def check(engine: Engine) -> None:
     """Raise alembic's error when the models and the migrations differ."""
-    with engine.connect() as connection:
+    with _ALEMBIC, engine.connect() as connection:
         command.check(_config(connection))

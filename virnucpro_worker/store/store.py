@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ class Store:
             self.engine = make_engine(url)
         self.sessions = session_factory(self.engine)
         self._ready = False
+        self._schema_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Store({self.name!r})"
@@ -53,17 +56,33 @@ class Store:
             return schema.current(self.engine)
 
     def _require_schema(self) -> None:
+        with self._schema_lock:
+            self._check_schema()
+
+    def _check_schema(self) -> None:
         if self._ready:
             return
         revision, head = self.current(), schema.head()
         if revision is None:
-            self.upgrade()
+            self._initialize(head)
         elif revision != head:
             raise UserError(
                 f"database {self.name} has schema {revision}, this version needs {head}: "
                 f"run `virnucpro db upgrade --db URL`"
             )
         self._ready = True
+
+    def _initialize(self, head: str) -> None:
+        """The schema of an empty database; another process may be creating it at the same
+        moment (workers starting together): then its schema is the one to use."""
+        try:
+            self.upgrade()
+        except UserError:
+            deadline = time.monotonic() + 60
+            while self.current() != head:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:

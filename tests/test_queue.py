@@ -1,0 +1,307 @@
+"""The job queue against a real Redis (a private redis-server per test) and a real database
+(SQLite and the machine's PostgreSQL), with real `virnucpro worker` processes."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from models_for_tests import DemoModels, model_args
+from rq.job import Job
+from services import RedisServer, Workers
+from sqlalchemy import func, select
+
+from virnucpro_worker.errors import UserError
+from virnucpro_worker.interfaces.cli import main
+from virnucpro_worker.pipeline.outputs import HIGHEST_SCORE_FILE, PREDICTIONS_FILE, SUMMARY_FILE
+from virnucpro_worker.queue import messages
+from virnucpro_worker.queue.client import Client
+from virnucpro_worker.settings import Settings
+from virnucpro_worker.store.models import FramePrediction, Shard
+from virnucpro_worker.store.store import Store
+
+DEMO_INPUT = Path(__file__).parents[1] / "examples" / "demo_contigs.fa"
+RESULTS = (PREDICTIONS_FILE, HIGHEST_SCORE_FILE, SUMMARY_FILE)
+BLOCK_BASES = 4000  # small blocks: the demo input makes several shards
+FAST = {"lease_seconds": 3, "heartbeat_seconds": 0.5}
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.kill()
+
+
+class Service:
+    def __init__(self, redis_server: RedisServer, database_url: str, models: DemoModels, **worker):
+        self.redis = redis_server
+        self.database_url = database_url
+        self.settings = Settings(block_bases=BLOCK_BASES, shard_chunks=20, **FAST)
+        self.client = Client(redis_server.url, database_url, self.settings)
+        self.workers = Workers(redis_server.url, database_url, models.folder, **(FAST | worker))
+        self.store = Store(database_url)
+
+    def shards(self, job_id: int) -> list[Shard]:
+        return self.store.shards(job_id)
+
+
+@pytest.fixture
+def service(redis_server, database_url, demo_models):
+    service = Service(redis_server, database_url, demo_models)
+    yield service
+    service.workers.stop()
+
+
+def in_process(demo_models: DemoModels, source: Path, out: Path, monkeypatch) -> Path:
+    monkeypatch.setenv("VIRNUCPRO_BLOCK_BASES", str(BLOCK_BASES))
+    options = ["--chunk-size", "500", "--out", str(out), "--no-progress", *model_args(demo_models)]
+    assert main(["predict", str(source), *options]) == 0
+    return out
+
+
+def assert_same_results(a: Path, b: Path) -> None:
+    for name in RESULTS:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def many_contigs(
+    path: Path, count: int, seed_unit: str = "ATGGCCGCTGAAAAACTGGGCCGTATTGACCCA"
+) -> Path:
+    path.write_text("".join(f">c{i}\n{seed_unit * (10 + i % 7)}\n" for i in range(count)))
+    return path
+
+
+def test_submit_then_a_burst_worker_gives_what_predict_gives(
+    service, demo_models, tmp_path, monkeypatch
+):
+    job = service.client.submit(DEMO_INPUT, 500, demo=True)
+    assert service.client.status(job).state == "queued" and len(service.shards(job)) > 2
+    service.workers.run_burst()
+    status = service.client.status(job)
+    assert (status.state, status.shards_done, status.records_done) == (
+        "succeeded",
+        status.shards,
+        24,
+    )
+    service.client.write_outputs(job, tmp_path / "queue")
+    assert_same_results(
+        tmp_path / "queue", in_process(demo_models, DEMO_INPUT, tmp_path / "local", monkeypatch)
+    )
+    prediction = service.client.results(job)
+    assert len(prediction.records) == 24 and prediction.provenance["job_id"] == job
+    shards = prediction.provenance["shards"]
+    assert len(shards) == len(service.shards(job)) and all(s["worker"] for s in shards)
+
+
+def test_two_workers_share_one_job(service, tmp_path):
+    service.workers.start()
+    service.workers.start()
+    wait_for_workers(service, 2)
+    job = service.client.submit(
+        many_contigs(tmp_path / "in.fa", 60), 500, demo=True, shard_chunks=1
+    )
+    assert service.client.wait(job, timeout=120).state == "succeeded"
+    workers = {shard.worker for shard in service.shards(job)}
+    assert len(workers) == 2, workers
+    assert all(shard.host and shard.device == "cpu" for shard in service.shards(job))
+
+
+def wait_for_workers(service: Service, count: int, timeout: float = 60) -> None:
+    from rq import Worker
+
+    connection = messages.connect(service.redis.url)
+    deadline = time.monotonic() + timeout
+    while len(Worker.all(connection=connection)) < count:
+        stopped = [p for p in service.workers.processes if p.poll() is not None]
+        assert not stopped, stopped[0].stdout.read()
+        assert time.monotonic() < deadline, "the workers did not start"
+        time.sleep(0.2)
+
+
+def test_three_concurrent_submissions(service, tmp_path, demo_models, monkeypatch):
+    jobs: list[int] = []
+    threads = [
+        threading.Thread(
+            target=lambda: jobs.append(service.client.submit(DEMO_INPUT, 500, demo=True))
+        )
+        for _ in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    service.workers.run_burst()
+    expected = in_process(demo_models, DEMO_INPUT, tmp_path / "local", monkeypatch)
+    for job in jobs:
+        assert service.client.status(job).state == "succeeded"
+        service.client.write_outputs(job, tmp_path / f"job{job}")
+        assert_same_results(tmp_path / f"job{job}", expected)
+
+
+def one_long_shard(service: Service, tmp_path: Path, count: int = 400) -> int:
+    """A job of one shard of many small blocks: seconds of work, a block at a time."""
+    source = many_contigs(tmp_path / "long.fa", count)
+    return service.client.submit(source, 500, demo=True, shard_chunks=10**9)
+
+
+def wait_running(service: Service, job: int, timeout: float = 60) -> Shard:
+    deadline = time.monotonic() + timeout
+    while True:
+        (shard,) = service.shards(job)
+        if shard.state == "running" and shard.frames_done > 0:
+            return shard
+        assert time.monotonic() < deadline, f"shard not running: {shard.state}"
+        time.sleep(0.05)
+
+
+def test_progress_is_visible_while_a_shard_runs(service, tmp_path):
+    job = one_long_shard(service, tmp_path)
+    service.workers.start()
+    running = wait_running(service, job)
+    status = service.client.status(job)
+    assert status.state == "running" and status.frames_done > 0
+    connection = messages.connect(service.redis.url)
+    message = messages.shard_message_id(running.id)
+    meta = Job.fetch(message, connection=connection, serializer=messages.SERIALIZER)
+    deadline = time.monotonic() + 30
+    while not meta.get_meta(refresh=True).get("frames_done"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    final = service.client.wait(job, timeout=120)
+    assert final.state == "succeeded" and final.frames_done > status.frames_done
+
+
+def test_cancel_stops_a_running_shard_and_the_worker_goes_on(service, tmp_path, demo_models):
+    job = one_long_shard(service, tmp_path)
+    service.workers.start()
+    wait_running(service, job)
+    assert service.client.cancel(job).state == "cancelled"
+    time.sleep(2)  # the shard stops at its next block
+    (shard,) = service.shards(job)
+    assert shard.state == "cancelled"
+    frames = shard.frames_done
+    time.sleep(1)
+    assert service.shards(job)[0].frames_done == frames  # nothing more is written
+    assert service.client.status(job).state == "cancelled"
+    small = service.client.submit(DEMO_INPUT, 500, demo=True)
+    assert service.client.wait(small, timeout=60).state == "succeeded"
+
+
+def frame_rows(service: Service, job: int) -> int:
+    with service.store.session() as session:
+        query = (
+            select(func.count()).select_from(FramePrediction).where(FramePrediction.job_id == job)
+        )
+        return session.scalar(query)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_killed_worker_s_shard_runs_again_within_two_minutes_by_default(
+    redis_server, database_url, demo_models, tmp_path, monkeypatch
+):
+    """Default lease and heartbeats: SIGKILL a worker mid-shard; the other worker runs it."""
+    service = Service(
+        redis_server, database_url, demo_models, lease_seconds=30, heartbeat_seconds=5
+    )
+    try:
+        source = many_contigs(tmp_path / "long.fa", 400)
+        job = service.client.submit(source, 500, demo=True, shard_chunks=10**9)
+        victim = service.workers.start()
+        wait_running(service, job)
+        victim.send_signal(signal.SIGKILL)
+        killed = datetime.now(UTC)
+        victim.wait()
+        service.workers.start()
+        assert service.client.wait(job, timeout=150).state == "succeeded"
+        (shard,) = service.shards(job)
+        assert shard.attempts == 2
+        rerun_after = (shard.started_at - killed).total_seconds()
+        print(f"the shard ran again {rerun_after:.1f} s after its worker was killed")
+        assert 0 < rerun_after < 120
+        out = tmp_path / "queue"
+        service.client.write_outputs(job, out)
+        assert_same_results(out, in_process(demo_models, source, tmp_path / "local", monkeypatch))
+        kept = len((out / PREDICTIONS_FILE).read_text().splitlines()) - 1
+        assert frame_rows(service, job) == kept  # no duplicate rows
+    finally:
+        service.workers.stop()
+
+
+def test_recover_after_redis_lost_its_data(service, demo_models, tmp_path, monkeypatch):
+    job = service.client.submit(DEMO_INPUT, 500, demo=True)
+    service.redis.forget()
+    service.redis.start()
+    assert not messages.message_exists(
+        messages.connect(service.redis.url), messages.finalize_message_id(job)
+    )
+    shards = len(service.shards(job))
+    assert service.client.recover() == shards
+    assert service.client.recover() == 0  # nothing more is missing
+    service.workers.run_burst()
+    assert service.client.status(job).state == "succeeded"
+    service.client.write_outputs(job, tmp_path / "queue")
+    assert_same_results(
+        tmp_path / "queue", in_process(demo_models, DEMO_INPUT, tmp_path / "local", monkeypatch)
+    )
+
+
+def test_a_shard_longer_than_the_worker_ttl_is_not_declared_abandoned(service, tmp_path):
+    """Lease 3 s (worker TTL 18 s): a shard that runs for many leases keeps its first
+    attempt while an idle second worker collects abandoned jobs every 3 s."""
+    job = one_long_shard(service, tmp_path, count=2500)
+    service.workers.start()
+    wait_running(service, job)
+    service.workers.start()  # idle: its maintenance would take over an abandoned shard
+    started = time.monotonic()
+    assert service.client.wait(job, timeout=300).state == "succeeded"
+    (shard,) = service.shards(job)
+    assert time.monotonic() - started > 3 * 3, "the shard must outlast several leases"
+    assert shard.attempts == 1
+    from rq.registry import FailedJobRegistry
+
+    queue = messages.queue(messages.connect(service.redis.url), "virnucpro", 500)
+    assert FailedJobRegistry(queue=queue).get_job_ids() == []
+
+
+def test_bad_input_stores_and_enqueues_nothing(service, tmp_path):
+    bad = tmp_path / "bad.fa"
+    bad.write_text(">a\nACGT\n>b\nMKVLL\n")
+    with pytest.raises(UserError, match=r"record 2 \('b'\)"):
+        service.client.submit(bad, 500, demo=True)
+    assert service.store.jobs() == []
+    assert messages.connect(service.redis.url).keys("rq:job:*") == []
+
+
+def test_the_cli_submit_wait_out_status_and_cancel(
+    service, tmp_path, capsys, demo_models, monkeypatch
+):
+    options = ["--redis", service.redis.url, "--db", service.database_url]
+    monkeypatch.setenv("VIRNUCPRO_BLOCK_BASES", str(BLOCK_BASES))
+    service.workers.start()
+    code = main(
+        [
+            "submit",
+            str(DEMO_INPUT),
+            "--chunk-size",
+            "500",
+            "--demo-models",
+            "--out",
+            str(tmp_path / "q"),
+            *options,
+        ]
+    )
+    assert code == 0
+    job = int(capsys.readouterr().out.strip())  # only the job id on stdout
+    assert_same_results(
+        tmp_path / "q", in_process(demo_models, DEMO_INPUT, tmp_path / "local", monkeypatch)
+    )
+    capsys.readouterr()
+    assert main(["status", str(job), *options]) == 0
+    assert capsys.readouterr().out.startswith(f"job {job}: succeeded, shards ")
+    assert main(["cancel", str(job), *options]) == 0  # a finished job stays as it is
+    assert "succeeded" in capsys.readouterr().out
