@@ -305,3 +305,26 @@ def test_the_cli_submit_wait_out_status_and_cancel(
     assert capsys.readouterr().out.startswith(f"job {job}: succeeded, shards ")
     assert main(["cancel", str(job), *options]) == 0  # a finished job stays as it is
     assert "succeeded" in capsys.readouterr().out
+
+
+def test_a_job_runs_only_on_the_model_files_it_was_submitted_with(service, tmp_path):
+    """Submitted with folder A's files; a worker with another model set refuses every shard
+    with a clear message, and the job fails after its attempts without mixing results."""
+    from virnucpro_worker.models.demo import write_demo_models
+    from virnucpro_worker.models.model_files import ModelFiles
+
+    other = write_demo_models(tmp_path / "other-models", seed=7)
+    job = service.client.submit(
+        DEMO_INPUT, 500, models=ModelFiles.in_folder(tmp_path / "other-models")
+    )
+    assert other.esm  # a different seed: different files, different sha256
+    service.workers.run_burst()
+    status = service.client.status(job)
+    assert status.state == "failed"
+    assert "model files are not the ones job" in status.error and "after 3 attempts" in status.error
+    assert frame_rows(service, job) == 0
+    pinned = service.client.submit(
+        DEMO_INPUT, 500, models=ModelFiles.in_folder(service.workers.models)
+    )
+    service.workers.run_burst()
+    assert service.client.status(pinned).state == "succeeded"

@@ -59,6 +59,7 @@ class Settings:
     shard_timeout: int = 6 * 3600  # seconds one attempt may take
     lease_seconds: float = 30.0  # a running shard not renewed for this long is run again
     heartbeat_seconds: float = 5.0  # how often a worker renews its leases
+    database_patience: float = 300.0  # seconds a worker waits for an unreachable database
     max_input_bytes: int = 64 << 30
     max_record_length: int = 250_000_000
     config_file: str | None = None  # the file these settings were read from, if any

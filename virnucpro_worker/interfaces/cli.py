@@ -338,12 +338,15 @@ def _submit(args: argparse.Namespace) -> int:
     if args.out:
         check_writable_folder(args.out)
     client = client_from(args)
+    named = args.models or args.esm or args.dnabert or args.classifier
+    models = client.settings.model_files() if named and not args.demo_models else None
     with input_file(args.input) as (path, _):
         job_id = client.submit(
             path,
             args.chunk_size,
             attention=client.settings.attention,
             demo=bool(args.demo_models),
+            models=models,
             shard_chunks=args.shard_chunks,
             label=args.label,
         )
@@ -609,7 +612,19 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument(
         "--shard-chunks", type=_positive, help="chunks per shard (default: about a GPU minute)"
     )
-    submit.add_argument(
+    submit_models = submit.add_argument_group(
+        "models: the workers' (default); --demo-models for workers with demo models; files "
+        "(--models or --esm/--dnabert/--classifier, readable here) to run only where the same "
+        "files are loaded"
+    )
+    for option, text in (
+        ("--models", "a model folder"),
+        ("--esm", "an ESM-2 checkpoint file"),
+        ("--dnabert", "a DNABERT-S folder"),
+        ("--classifier", "the classifier file"),
+    ):
+        submit_models.add_argument(option, metavar="PATH", help=text)
+    submit_models.add_argument(
         "--demo-models", action="store_true", default=None, help="run on workers with demo models"
     )
     submit.add_argument("--attention", metavar="NAME", help="attention backend for the job")

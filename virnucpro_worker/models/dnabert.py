@@ -34,13 +34,15 @@ from ..attention.packing import (
 )
 from ..errors import UserError, first_line
 from ..files import atomic_write, sha256_of
-from .model_files import DEMO_MARK
+from .model_files import (
+    CONFIG_FILE,
+    DEMO_MARK,
+    SAFETENSORS_FILE,
+    TOKENIZER_FILE,
+    dnabert_files,
+)
 from .safe_load import load_weights
 
-CONFIG_FILE = "config.json"
-SAFETENSORS_FILE = "model.safetensors"
-PYTORCH_FILE = "pytorch_model.bin"
-TOKENIZER_FILE = "tokenizer.json"
 CHECKPOINT_PREFIX = "bert."
 _CPU = torch.device("cpu")
 # The pooler and the masked-LM head play no part in the embeddings.
@@ -242,9 +244,7 @@ def load_dnabert(
 ) -> DnabertModel:
     """Load a Hugging Face DNABERT-S folder without its remote code."""
     folder = Path(folder)
-    config_path = _existing_file(folder, CONFIG_FILE)
-    weights_path = _weights_file(folder)
-    tokenizer_path = _existing_file(folder, TOKENIZER_FILE)
+    config_path, weights_path, tokenizer_path = dnabert_files(folder)
     config = DnabertConfig.from_json(config_path)
     # Built on the meta device: no time spent on a random initialisation that is overwritten.
     with torch.device("meta"):
@@ -256,20 +256,6 @@ def load_dnabert(
     files = {path.name: sha256_of(path) for path in (config_path, weights_path, tokenizer_path)}
     demo = json.loads(config_path.read_text()).get(DEMO_MARK) is True
     return DnabertModel(module, _read_tokenizer(tokenizer_path, folder), folder, files, demo)
-
-
-def _existing_file(folder: Path, name: str) -> Path:
-    path = folder / name
-    if not path.is_file():
-        raise UserError(f"DNABERT-S folder {folder}: no {name}")
-    return path
-
-
-def _weights_file(folder: Path) -> Path:
-    for name in (SAFETENSORS_FILE, PYTORCH_FILE):
-        if (folder / name).is_file():
-            return folder / name
-    raise UserError(f"DNABERT-S folder {folder}: no {SAFETENSORS_FILE} or {PYTORCH_FILE}")
 
 
 def _read_weights(path: Path, folder: Path) -> Mapping[str, object]:

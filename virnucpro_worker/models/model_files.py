@@ -19,9 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..files import sha256_of
 from ..sequences.chunking import CHUNK_SIZES
 
 CLASSIFIER_SUFFIXES = (".pth", ".safetensors")
+# A DNABERT-S folder as Hugging Face lays it out (the weights in either format).
+CONFIG_FILE, TOKENIZER_FILE = "config.json", "tokenizer.json"
+SAFETENSORS_FILE, PYTORCH_FILE = "model.safetensors", "pytorch_model.bin"
 # Inside every demo model file (a checkpoint entry, a config.json key, a classifier attribute
 # or safetensors metadata), so that results computed with one are always marked.
 DEMO_MARK = "virnucpro_demo"
@@ -63,6 +67,20 @@ class ModelFiles:
             raise UserError(f"model folder {folder}: no 300_model.pth or 500_model.pth")
         return cls(str(esm), str(dnabert), classifiers)
 
+    def fingerprint(self, chunk_size: int) -> dict[str, Any]:
+        """The sha256 of each file the set uses for `chunk_size`, as a worker reports them
+        (a job submitted with model files runs only where the same files are loaded)."""
+        esm = Path(self.esm)
+        if not esm.is_file():
+            raise UserError(f"ESM-2 {self.esm}: give a checkpoint file to pin a job's models")
+        if chunk_size not in self.classifiers:
+            raise UserError(f"no classifier for {chunk_size} bp chunks in this model set")
+        return {
+            "esm2": sha256_of(esm),
+            "dnabert_s": {path.name: sha256_of(path) for path in dnabert_files(Path(self.dnabert))},
+            "classifier": sha256_of(Path(self.classifiers[chunk_size])),
+        }
+
     def to_json(self) -> dict[str, Any]:
         return {
             "esm": self.esm,
@@ -74,6 +92,20 @@ class ModelFiles:
     def from_json(cls, data: Mapping[str, Any]) -> ModelFiles:
         classifiers = {int(size): str(path) for size, path in data["classifiers"].items()}
         return cls(str(data["esm"]), str(data["dnabert"]), classifiers)
+
+
+def dnabert_files(folder: Path) -> tuple[Path, Path, Path]:
+    """(config.json, the weights, tokenizer.json) of a DNABERT-S folder; safetensors first."""
+    folder = Path(folder)
+    weights = [
+        folder / name for name in (SAFETENSORS_FILE, PYTORCH_FILE) if (folder / name).is_file()
+    ]
+    if not weights:
+        raise UserError(f"DNABERT-S folder {folder}: no {SAFETENSORS_FILE} or {PYTORCH_FILE}")
+    for name in (CONFIG_FILE, TOKENIZER_FILE):
+        if not (folder / name).is_file():
+            raise UserError(f"DNABERT-S folder {folder}: no {name}")
+    return folder / CONFIG_FILE, weights[0], folder / TOKENIZER_FILE
 
 
 def _only(folder: Path, found: list[Path], what: str) -> Path:

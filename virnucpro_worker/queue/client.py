@@ -17,6 +17,7 @@ from pathlib import Path
 from ..attention.registry import get_backend
 from ..errors import UserError
 from ..files import sha256_of
+from ..models.model_files import ModelFiles
 from ..pipeline.prediction import Prediction
 from ..sequences.chunking import CHUNK_SIZES
 from ..sequences.fasta import check_input_file
@@ -68,13 +69,16 @@ class Client:
         *,
         attention: str | None = None,
         demo: bool = False,
+        models: ModelFiles | None = None,
         shard_chunks: int | None = None,
         label: str | None = None,
     ) -> int:
         """Store `source` (a path, a stream or (id, sequence) pairs) as a new job and queue its
         shards; returns the job id. A shard holds whole prediction blocks (settings
         `block_bases`), at most `shard_chunks` chunks (settings: about a minute of work on an
-        H200) unless a single block has more."""
+        H200) unless a single block has more. The job runs on workers with demo models if
+        `demo`, with real ones otherwise; given `models`, only on workers whose model files have
+        the same sha256 (then the files must be readable here)."""
         if chunk_size not in CHUNK_SIZES:
             raise UserError(f"chunk size must be one of {CHUNK_SIZES}, not {chunk_size}")
         attention = attention or self.settings.attention
@@ -89,7 +93,7 @@ class Client:
             "chunk_size": chunk_size,
             "attention": attention,
             "block_bases": self.settings.block_bases,
-            "models": {"demo": demo},
+            "models": {"sha256": models.fingerprint(chunk_size)} if models else {"demo": demo},
         }
         job_id = self.store.create_job(
             records_of(source, self.settings.limits),
@@ -102,8 +106,9 @@ class Client:
         return job_id
 
     def _announce(self, job_id: int, only_missing: bool = False) -> int:
-        """Queue the job's unfinished shards (`only_missing`: those Redis has no job for) and
-        its finalize; returns how many shards were queued."""
+        """Queue the job's unfinished shards (`only_missing`: those Redis has no live job for:
+        lost, or failed while the database was away) and its finalize; returns how many
+        shards were queued."""
         job = self.store.job(job_id)
         unfinished = (State.QUEUED, State.RUNNING)
         shards = [shard.id for shard in self.store.shards(job_id) if shard.state in unfinished]
@@ -175,8 +180,8 @@ class Client:
         self.store.write_outputs(job_id, out_dir, viral_fasta=viral_fasta)
 
     def recover(self) -> int:
-        """After Redis lost its data: queue again every unfinished shard it has no job for
-        (and the finalize of its job); returns how many shards were queued."""
+        """Queue again every unfinished shard (by the database) that Redis has no live job
+        for, as after Redis lost its data, and its job's finalize; returns how many shards."""
         with self.store.session() as session:
             jobs = unfinished_jobs(session)
         return sum(self._announce(job_id, only_missing=True) for job_id in jobs)

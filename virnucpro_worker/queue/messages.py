@@ -76,10 +76,12 @@ def enqueue_job(
 
 
 def enqueue_shard(queue: Queue, shard_id: int, *, attempts: int, shard_timeout: int) -> None:
+    forget(queue.connection, shard_message_id(shard_id))
     queue.enqueue_many([_shard_data(queue, shard_id, attempts, shard_timeout)])
 
 
 def enqueue_finalize(queue: Queue, job_id: int, waits_for: Sequence[str]) -> None:
+    forget(queue.connection, finalize_message_id(job_id))
     present = [message for message in waits_for if message_exists(queue.connection, message)]
     queue.enqueue_call(
         FINALIZE_JOB,
@@ -106,12 +108,22 @@ def _shard_data(queue: Queue, shard_id: int, attempts: int, shard_timeout: int) 
     )
 
 
+LIVE = ("queued", "started", "deferred", "scheduled")
+
+
 def message_exists(connection: redis.Redis, message_id: str) -> bool:
+    """Whether Redis holds an RQ job of that id that will still run (or runs now)."""
     try:
-        Job.fetch(message_id, connection=connection, serializer=SERIALIZER)
+        job = Job.fetch(message_id, connection=connection, serializer=SERIALIZER)
     except NoSuchJobError:
         return False
-    return True
+    return job.get_status(refresh=False) in LIVE
+
+
+def forget(connection: redis.Redis, message_id: str) -> None:
+    """Delete an ended RQ job of that id (failed, say), so that it can be queued again."""
+    with contextlib.suppress(NoSuchJobError):
+        Job.fetch(message_id, connection=connection, serializer=SERIALIZER).delete()
 
 
 def cancel_messages(connection: redis.Redis, message_ids: Sequence[str]) -> None:

@@ -3,7 +3,7 @@ its records from the database through the prediction stream, write each block, f
 
 Everything is idempotent: a shard run twice (a retry, a duplicate message, a worker presumed
 dead that was not) leaves one row per frame, and only the worker holding a shard's lease can
-finish it.
+finish it. Every database step waits out an unreachable database (`database_patience`).
 """
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import redis
 import torch
 
 from ..errors import UserError, first_line
@@ -20,6 +22,7 @@ from ..pipeline.provenance import code_version, now, software
 from ..pipeline.results import RunTotals
 from ..pipeline.stream import predict_stream
 from ..settings import Settings
+from ..store.engine import patiently
 from ..store.jobs import shard_records
 from ..store.shards import (
     Claim,
@@ -34,10 +37,13 @@ from ..store.shards import (
 from ..store.store import Store
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from ..pipeline.predictor import Predictor
     from .worker import GpuWorker
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class ShardRefused(UserError):
@@ -57,23 +63,34 @@ class ShardRunner:
     def name(self) -> str:
         return self.worker.name
 
+    def _in_session(self, operation: Callable[[Session], T], what: str) -> T:
+        """`operation(session)` in a transaction, waiting out an unreachable database."""
+
+        def attempt() -> T:
+            with self.store.session() as session:
+                return operation(session)
+
+        return patiently(attempt, self.settings.database_patience, what)
+
     def renew_lease(self) -> None:
         with self._lock:
             shard_id = self.shard_id
-        if shard_id is not None:
+        if shard_id is not None:  # no patience: the next heartbeat tries again
             with self.store.session() as session:
                 renew_lease(session, shard_id, self.name)
 
     def run(self, shard_id: int) -> dict[str, Any]:
-        with self.store.session() as session:
-            claim = claim_shard(
+        claim = self._in_session(
+            lambda session: claim_shard(
                 session,
                 shard_id,
                 worker=self.name,
                 host=socket.gethostname(),
                 device=self.device,
                 lease=self.settings.lease_seconds,
-            )
+            ),
+            f"claiming shard {shard_id}",
+        )
         if claim is None:
             log.info("shard %d: finished, cancelled or running elsewhere; nothing to do", shard_id)
             return {"shard": shard_id, "ran": False}
@@ -92,23 +109,29 @@ class ShardRunner:
         chunk_size = claim.parameters["chunk_size"]
         predictor = self._predictor_for(claim)
         started, totals = now(), RunTotals()
-        with self.store.engine.connect() as connection:
-            records = shard_records(connection, claim.shard_id)
-            blocks = predict_stream(
-                predictor,
-                records,
-                chunk_size,
-                first_index=claim.first_record,
-                block_bases=claim.parameters["block_bases"],
+        patience = self.settings.database_patience
+        parts = patiently(lambda: self.store.shard_input(claim.shard_id), patience, "input")
+        blocks = predict_stream(
+            predictor,
+            shard_records(parts, claim.shard_id),
+            chunk_size,
+            first_index=claim.first_record,
+            block_bases=claim.parameters["block_bases"],
+        )
+        for block in blocks:
+            still_ours = self._in_session(
+                lambda session: holds(session, claim.shard_id, self.name), "checking the shard"
             )
-            for block in blocks:
-                with self.store.session() as session:
-                    if not holds(session, claim.shard_id, self.name):
-                        log.info("shard %d: cancelled or taken over; stopping", claim.shard_id)
-                        return {"shard": claim.shard_id, "ran": False}
-                self.store.write_block(claim.job_id, block, claim.shard_id)
-                totals.add(block)
-                self._report(totals)
+            if not still_ours:
+                log.info("shard %d: cancelled or taken over; stopping", claim.shard_id)
+                return {"shard": claim.shard_id, "ran": False}
+            patiently(
+                lambda block=block: self.store.write_block(claim.job_id, block, claim.shard_id),
+                patience,
+                f"writing shard {claim.shard_id}",
+            )
+            totals.add(block)
+            self._report(totals)
         provenance = {
             "code_version": code_version(),
             "software": software(),
@@ -118,8 +141,10 @@ class ShardRunner:
             "counts": totals.counts(),
             "stage_seconds": totals.stage_seconds,
         }
-        with self.store.session() as session:
-            finish_shard(session, claim.shard_id, self.name, provenance)
+        self._in_session(
+            lambda session: finish_shard(session, claim.shard_id, self.name, provenance),
+            f"finishing shard {claim.shard_id}",
+        )
         return {"shard": claim.shard_id, "ran": True, "frames": totals.kept_frames}
 
     def _predictor_for(self, claim: Claim) -> Predictor:
@@ -128,15 +153,22 @@ class ShardRunner:
         if chunk_size not in self.predictor.chunk_sizes:
             raise ShardRefused(f"worker {self.name} has no classifier for {chunk_size} bp chunks")
         asked = claim.parameters["models"]
-        if asked.get("demo", False) != self.predictor.demo:
+        predictor = self.predictor.with_attention(claim.parameters["attention"])
+        models = predictor.provenance(chunk_size)["models"]
+        if "sha256" in asked:  # submitted with its model files
+            if fingerprint(models) != asked["sha256"]:
+                raise ShardRefused(
+                    f"worker {self.name}'s model files are not the ones job {claim.job_id} was "
+                    "submitted with (their sha256 differ)"
+                )
+        elif asked.get("demo", False) != self.predictor.demo:
             kind = "demo" if asked.get("demo") else "real"
             raise ShardRefused(
                 f"the job asks for {kind} models; worker {self.name} has the other kind"
             )
-        predictor = self.predictor.with_attention(claim.parameters["attention"])
-        models = predictor.provenance(chunk_size)["models"]
-        with self.store.session() as session:
-            pinned = pin_model_set(session, claim.job_id, models)
+        pinned = self._in_session(
+            lambda session: pin_model_set(session, claim.job_id, models), "pinning the model set"
+        )
         if fingerprint(pinned) != fingerprint(models):
             raise ShardRefused(
                 f"worker {self.name}'s model files differ from the ones job {claim.job_id} "
@@ -145,13 +177,18 @@ class ShardRunner:
         return predictor
 
     def _report(self, totals: RunTotals) -> None:
-        """Progress in the RQ job's meta (the database's counters move with each block)."""
+        """Progress in the RQ job's meta (the database's counters move with each block: they
+        are the ones that count)."""
         from rq import get_current_job
 
         job = get_current_job()
-        if job is not None:
-            job.meta.update(records_done=totals.records, frames_done=totals.kept_frames)
+        if job is None:
+            return
+        job.meta.update(records_done=totals.records, frames_done=totals.kept_frames)
+        try:
             job.save_meta()
+        except redis.exceptions.RedisError as error:  # Redis away for a moment: the shard goes on
+            log.warning("shard progress not saved in Redis: %s", first_line(error))
 
     def _failed(self, claim: Claim, error: Exception) -> None:
         """Record the attempt; a lost GPU also stops this worker, an exhausted one frees memory."""
@@ -162,19 +199,22 @@ class ShardRunner:
         if device_lost(error):
             self.worker.device_lost = True
         try:
-            with self.store.session() as session:
-                fail_shard(
+            self._in_session(
+                lambda session: fail_shard(
                     session, claim.shard_id, self.name, message, self.settings.shard_attempts
-                )
-        except Exception as store_error:  # the database is away: the retry finds the shard ours
-            log.error(
-                "shard %d: cannot record the failure: %s", claim.shard_id, first_line(store_error)
+                ),
+                f"recording the failure of shard {claim.shard_id}",
             )
+        except UserError as store_error:  # still away: the retry finds the shard this worker's
+            log.error("shard %d: cannot record the failure: %s", claim.shard_id, store_error)
 
     def finalize(self, job_id: int) -> str:
         code = {"code_version": code_version(), "software": software()}
-        with self.store.session() as session:
-            return str(finalize(session, job_id, self.settings.lease_seconds, code))
+        state = self._in_session(
+            lambda session: finalize(session, job_id, self.settings.lease_seconds, code),
+            f"finalizing job {job_id}",
+        )
+        return str(state)
 
 
 def fingerprint(models: dict[str, Any]) -> dict[str, Any]:

@@ -174,8 +174,8 @@ def serve(
     runs; the models stay loaded. Returns the exit status (3 when the GPU was lost)."""
     wait = 1.0
     while True:
-        worker = GpuWorker(queues, settings=settings, predictor=predictor)
         try:
+            worker = GpuWorker(queues, settings=settings, predictor=predictor)
             worker.work(burst=burst, logging_level=logging.getLevelName(log.getEffectiveLevel()))
         except redis_errors as error:
             log.warning("Redis is away (%s); reconnecting in %.0f s", first_line(error), wait)
@@ -185,5 +185,6 @@ def serve(
             if burst or worker.stop_asked:
                 return 0
             log.warning("the worker stopped (Redis away?); reconnecting in %.0f s", wait)
+            wait = 1.0
         time.sleep(wait)
         wait = min(wait * 2, 30.0)

@@ -8,18 +8,23 @@ an error message.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import logging
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import UserError
 from ..redact import redact_text, redact_url
 
 SQLITE_BUSY_MS = 60_000
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def database_url(url: str) -> URL:
@@ -70,11 +75,33 @@ def database_errors(url: str) -> Iterator[None]:
     except DBAPIError as error:
         reason = str(error.orig).strip().splitlines()
         message = reason[0] if reason else type(error.orig).__name__
-        raise DatabaseError(redact_text(f"database {redact_url(url)}: {message}", url)) from None
+        unreachable = isinstance(error, OperationalError) or error.connection_invalidated
+        text = redact_text(f"database {redact_url(url)}: {message}", url)
+        raise DatabaseError(text, unreachable=unreachable) from None
     except SQLAlchemyError as error:
         message = str(error).strip().splitlines()[0]
         raise DatabaseError(redact_text(f"database {redact_url(url)}: {message}", url)) from None
 
 
 class DatabaseError(UserError):
-    """The database cannot be reached or refused an operation."""
+    """The database cannot be reached (`unreachable`: worth trying again) or refused an
+    operation."""
+
+    def __init__(self, message: str, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
+
+
+def patiently(operation: Callable[[], T], patience: float, what: str) -> T:
+    """`operation()`, tried again (waits of 1, 2, 4 ... up to 30 s) while the database is
+    unreachable, for up to `patience` seconds; then its error."""
+    deadline, wait = time.monotonic() + patience, 1.0
+    while True:
+        try:
+            return operation()
+        except DatabaseError as error:
+            if not error.unreachable or time.monotonic() + wait > deadline:
+                raise
+            log.warning("%s: %s; trying again in %.0f s", what, error, wait)
+            time.sleep(wait)
+            wait = min(2 * wait, 30.0)

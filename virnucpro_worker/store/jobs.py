@@ -168,11 +168,14 @@ def get_job(session: Session, job_id: int, where: str) -> Job:
     return job
 
 
-def shard_records(connection: Connection, shard_id: int) -> Iterator[FastaRecord]:
-    """The shard's input records, decompressed part by part."""
-    parts = connection.execute(
-        select(ShardInput.data).where(ShardInput.shard_id == shard_id).order_by(ShardInput.part)
-    ).scalars()
+def shard_parts(connection: Connection, shard_id: int) -> Iterator[bytes]:
+    """The shard's compressed input, part by part, as read from the database."""
+    query = select(ShardInput.data).where(ShardInput.shard_id == shard_id)
+    return connection.execute(query.order_by(ShardInput.part)).scalars()
+
+
+def shard_records(parts: Iterable[bytes], shard_id: int) -> Iterator[FastaRecord]:
+    """The records of a shard's compressed input parts, decompressed as they are read."""
     decompressor = zlib.decompressobj()
     return read_pieces((decompressor.decompress(part) for part in parts), f"shard {shard_id}")
 

@@ -21,7 +21,15 @@ from ..redact import redact_url
 from ..sequences.fasta import FastaRecord
 from . import schema
 from .engine import database_errors, make_engine, session_factory
-from .jobs import InputFile, create_job, get_job, now, set_state, shard_records
+from .jobs import (
+    InputFile,
+    create_job,
+    get_job,
+    now,
+    set_state,
+    shard_parts,
+    shard_records,
+)
 from .models import Job, Provenance, Shard, State
 from .results import read_blocks, write_block
 
@@ -191,7 +199,12 @@ class Store:
     def _input_records(self, job_id: int) -> Iterator[FastaRecord]:
         for shard in self.shards(job_id):
             with database_errors(self.url), self.engine.connect() as connection:
-                yield from shard_records(connection, shard.id)
+                yield from shard_records(shard_parts(connection, shard.id), shard.id)
+
+    def shard_input(self, shard_id: int) -> list[bytes]:
+        """A shard's compressed input, read whole (a worker then needs no connection for it)."""
+        with database_errors(self.url), self.engine.connect() as connection:
+            return list(shard_parts(connection, shard_id))
 
     def prediction(self, job_id: int) -> Prediction:
         run = self.run_record(job_id)

@@ -1,0 +1,59 @@
+process VIRNUCPRO_PREDICT {
+    tag "$meta.id"
+    label 'process_high'
+
+    conda "${moduleDir}/environment.yml"
+    container "ghcr.io/virnucpro/virnucpro-worker:0.2.0"
+
+    input:
+    tuple val(meta), path(fasta)
+    path models
+    val chunk_size
+
+    output:
+    tuple val(meta), path("${prefix}/prediction_results.txt")             , emit: per_frame
+    tuple val(meta), path("${prefix}/prediction_results_highestscore.csv"), emit: per_chunk
+    tuple val(meta), path("${prefix}/sequence_summary.tsv")               , emit: per_record
+    tuple val(meta), path("${prefix}/run.json")                           , emit: run_json
+    tuple val(meta), path("${prefix}/viral_sequences.fa")                 , emit: viral_fasta, optional: true
+    tuple val("${task.process}"), val('virnucpro'), eval("virnucpro --version | sed 's/^virnucpro //'"), topic: versions, emit: versions_virnucpro
+
+    when:
+    task.ext.when == null || task.ext.when
+
+    script:
+    def args       = task.ext.args ?: ''
+    prefix         = task.ext.prefix ?: "${meta.id}"
+    // The model folder holds one esm2_*.pt, one DNABERT-S folder and the 300/500 classifiers.
+    // An empty list ([]) leaves the choice to task.ext.args (e.g. '--demo-models').
+    def models_arg = models ? "--models ${models}" : ''
+    // GPU the nf-core way: the pipeline sets `accelerator`, the module only reads it.
+    def device     = task.accelerator ? 'cuda' : 'cpu'
+    if ("${fasta}" == "${prefix}") error "Input and output names are the same, use \"task.ext.prefix\" to disambiguate!"
+    """
+    virnucpro predict \\
+        ${fasta} \\
+        --chunk-size ${chunk_size} \\
+        ${models_arg} \\
+        --device ${device} \\
+        --workers ${task.cpus} \\
+        --no-progress \\
+        --out ${prefix} \\
+        ${args}
+    """
+
+    stub:
+    def args       = task.ext.args ?: ''
+    prefix         = task.ext.prefix ?: "${meta.id}"
+    def viral      = args.contains('--viral-fasta') ? "touch ${prefix}/viral_sequences.fa" : ''
+    if ("${fasta}" == "${prefix}") error "Input and output names are the same, use \"task.ext.prefix\" to disambiguate!"
+    """
+    echo ${args}
+    mkdir -p ${prefix}
+    touch ${prefix}/prediction_results.txt
+    touch ${prefix}/prediction_results_highestscore.csv
+    touch ${prefix}/sequence_summary.tsv
+    echo '{}' > ${prefix}/run.json
+    ${viral}
+    """
+}
