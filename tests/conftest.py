@@ -45,7 +45,9 @@ def demo_models(tmp_path_factory) -> DemoModels:
 # Real services: a PostgreSQL database per test, dropped afterwards
 # --------------------------------------------------------------------------------------------
 
-POSTGRES = os.environ.get("VIRNUCPRO_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+POSTGRES = os.environ.get(
+    "VIRNUCPRO_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 _SESSION = f"virnucpro_test_{os.getpid()}_{secrets.token_hex(3)}"
 _databases = itertools.count()
 

@@ -10,7 +10,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 from models_for_tests import model_args
 from services import RedisServer, Workers
 from sqlalchemy import func, select

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from .. import __version__
 from ..errors import UserError, first_line
@@ -34,6 +34,13 @@ INPUT_HELP = (
 
 
 CONFIGURED = ""  # `predict --db` with no URL: the configured database
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors as one line, like every other error, naming where the help is."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"virnucpro: error: {message} (see `{self.prog} --help`)\n")
 
 
 class Terminated(Exception):
@@ -524,7 +531,7 @@ def add_chunk_size(parser: argparse.ArgumentParser, default: int | None = None) 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="virnucpro", description="Find viral sequences among DNA reads and contigs."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")

@@ -182,6 +182,8 @@ class Client:
     def recover(self) -> int:
         """Queue again every unfinished shard (by the database) that Redis has no live job
         for, as after Redis lost its data, and its job's finalize; returns how many shards."""
+        with messages.redis_errors(self.redis_url):
+            self.redis.ping()
         with self.store.session() as session:
             jobs = unfinished_jobs(session)
         return sum(self._announce(job_id, only_missing=True) for job_id in jobs)
