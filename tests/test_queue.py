@@ -328,3 +328,40 @@ def test_a_job_runs_only_on_the_model_files_it_was_submitted_with(service, tmp_p
     )
     service.workers.run_burst()
     assert service.client.status(pinned).state == "succeeded"
+
+
+def test_two_cpu_workers_share_a_job_evenly_and_give_what_one_gives(service, tmp_path):
+    """One job of 30 shards: two workers (one CPU thread each) each run about half of them,
+    and the result files equal those of the same job run by one worker."""
+    source = many_contigs(tmp_path / "in.fa", 600)
+
+    def run(workers: int) -> tuple[Path, dict[str, int]]:
+        for _ in range(workers):
+            service.workers.start("--workers", "1")
+        wait_for_workers(service, workers)
+        job = service.client.submit(source, 500, demo=True, shard_chunks=30)
+        assert service.client.wait(job, timeout=300).state == "succeeded"
+        service.workers.stop()
+        service.workers.processes.clear()
+        counts: dict[str, int] = {}
+        for shard in service.shards(job):
+            counts[shard.worker] = counts.get(shard.worker, 0) + 1
+        service.client.write_outputs(job, tmp_path / f"out-{workers}")
+        return tmp_path / f"out-{workers}", counts
+
+    one, _ = run(1)
+    wait_until_no_workers(service)
+    two, counts = run(2)
+    assert len(counts) == 2 and sum(counts.values()) >= 20
+    assert min(counts.values()) >= sum(counts.values()) / 4  # neither waits while the other works
+    assert_same_results(one, two)
+
+
+def wait_until_no_workers(service: Service, timeout: float = 60) -> None:
+    from rq import Worker
+
+    connection = messages.connect(service.redis.url)
+    deadline = time.monotonic() + timeout
+    while Worker.all(connection=connection):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)

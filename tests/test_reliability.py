@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from models_for_tests import model_args
 from services import RedisServer, Workers
 from sqlalchemy import func, select
@@ -89,6 +90,27 @@ def wait_for(condition, timeout: float) -> None:
         time.sleep(0.05)
 
 
+class Pool:
+    """A private Redis, the machine's PostgreSQL, a client and workers to start."""
+
+    def __init__(self, tmp_path: Path, database_url: str, models: Path) -> None:
+        self.redis = RedisServer(tmp_path / "redis").start()
+        self.database_url = database_url
+        self.client = client(self.redis.url, database_url)
+        self.workers = Workers(self.redis.url, database_url, models, **FAST)
+
+    def close(self) -> None:
+        self.workers.stop()
+        self.redis.kill()
+
+
+@pytest.fixture
+def pool(demo_models, postgres_url, tmp_path):
+    pool = Pool(tmp_path, postgres_url, demo_models.folder)
+    yield pool
+    pool.close()
+
+
 def test_the_database_away_while_a_shard_runs(demo_models, postgres_url, tmp_path, monkeypatch):
     """The worker reaches PostgreSQL through a proxy that goes away for 5 s mid-shard: it
     waits, goes on, and the job succeeds with every row, once."""
@@ -116,103 +138,67 @@ def test_the_database_away_while_a_shard_runs(demo_models, postgres_url, tmp_pat
         redis.kill()
 
 
-def test_a_shard_that_always_fails_fails_its_job_and_the_worker_goes_on(
-    demo_models, postgres_url, tmp_path
-):
-    redis = RedisServer(tmp_path / "redis").start()
-    workers = Workers(redis.url, postgres_url, demo_models.folder, **FAST)
-    try:
-        jobs_client = client(redis.url, postgres_url)
-        source = tmp_path / "poison.fa"
-        source.write_text(DEMO_INPUT.read_text() + f">POISON_1\n{UNIT * 12}\n")
-        job = jobs_client.submit(source, 500, demo=True)
-        worker = workers.start(script=FAULTY_WORKER)
-        status = jobs_client.wait(job, timeout=120)
-        assert status.state == "failed"
-        assert "after 3 attempts: RuntimeError: poisoned record" in status.error
-        assert status.error.startswith("shard ") and "-25) failed" in status.error
-        clean = jobs_client.submit(DEMO_INPUT, 500, demo=True)
-        assert jobs_client.wait(clean, timeout=60).state == "succeeded"
-        assert worker.poll() is None  # the same worker process served it
-    finally:
-        workers.stop()
-        redis.kill()
+def test_a_shard_that_always_fails_fails_its_job_and_the_worker_goes_on(pool, tmp_path):
+    source = tmp_path / "poison.fa"
+    source.write_text(DEMO_INPUT.read_text() + f">POISON_1\n{UNIT * 12}\n")
+    job = pool.client.submit(source, 500, demo=True)
+    worker = pool.workers.start(script=FAULTY_WORKER)
+    status = pool.client.wait(job, timeout=120)
+    assert status.state == "failed"
+    assert "after 3 attempts: RuntimeError: poisoned record" in status.error
+    assert status.error.startswith("shard ") and "-25) failed" in status.error
+    clean = pool.client.submit(DEMO_INPUT, 500, demo=True)
+    assert pool.client.wait(clean, timeout=60).state == "succeeded"
+    assert worker.poll() is None  # the same worker process served it
 
 
-def test_out_of_gpu_memory_fails_the_shard_with_a_clear_message(
-    demo_models, postgres_url, tmp_path
-):
-    redis = RedisServer(tmp_path / "redis").start()
-    workers = Workers(redis.url, postgres_url, demo_models.folder, **FAST)
-    try:
-        jobs_client = client(redis.url, postgres_url)
-        source = tmp_path / "oom.fa"
-        source.write_text(f">OOM_1\n{UNIT * 12}\n")
-        job = jobs_client.submit(source, 500, demo=True)
-        worker = workers.start(script=FAULTY_WORKER)
-        status = jobs_client.wait(job, timeout=120)
-        assert (
-            status.state == "failed"
-            and "out of GPU memory on cpu: CUDA out of memory" in status.error
-        )
-        assert worker.poll() is None
-    finally:
-        workers.stop()
-        redis.kill()
+def test_out_of_gpu_memory_fails_the_shard_with_a_clear_message(pool, tmp_path):
+    source = tmp_path / "oom.fa"
+    source.write_text(f">OOM_1\n{UNIT * 12}\n")
+    job = pool.client.submit(source, 500, demo=True)
+    worker = pool.workers.start(script=FAULTY_WORKER)
+    status = pool.client.wait(job, timeout=120)
+    assert status.state == "failed"
+    assert "out of GPU memory on cpu: CUDA out of memory" in status.error
+    assert worker.poll() is None
 
 
-def test_a_lost_gpu_stops_its_worker_and_another_finishes_the_shard(
-    demo_models, postgres_url, tmp_path
-):
-    redis = RedisServer(tmp_path / "redis").start()
-    workers = Workers(redis.url, postgres_url, demo_models.folder, **FAST)
-    try:
-        jobs_client = client(redis.url, postgres_url)
-        source = tmp_path / "lost.fa"
-        source.write_text(f">GPULOST_1\n{UNIT * 12}\n")
-        job = jobs_client.submit(source, 500, demo=True)
-        broken = workers.start(script=FAULTY_WORKER)
-        assert broken.wait(timeout=60) == 3  # it stops: its GPU is gone
-        log = broken.stdout.read()
-        assert "the GPU failed (cpu): CUDA error: an illegal memory access" in log
-        assert "its GPU is lost" in log
-        workers.start()  # a healthy worker (the fault is in the broken one's device)
-        assert jobs_client.wait(job, timeout=60).state == "succeeded"
-        (shard,) = Store(postgres_url).shards(job)
-        assert shard.attempts == 2
-    finally:
-        workers.stop()
-        redis.kill()
+def test_a_lost_gpu_stops_its_worker_and_another_finishes_the_shard(pool, tmp_path):
+    source = tmp_path / "lost.fa"
+    source.write_text(f">GPULOST_1\n{UNIT * 12}\n")
+    job = pool.client.submit(source, 500, demo=True)
+    broken = pool.workers.start(script=FAULTY_WORKER)
+    assert broken.wait(timeout=60) == 3  # it stops: its GPU is gone
+    log = broken.stdout.read()
+    assert "the GPU failed (cpu): CUDA error: an illegal memory access" in log
+    assert "its GPU is lost" in log
+    pool.workers.start()  # a healthy worker (the fault is in the broken one's device)
+    assert pool.client.wait(job, timeout=60).state == "succeeded"
+    (shard,) = Store(pool.database_url).shards(job)
+    assert shard.attempts == 2
 
 
-def test_fifty_concurrent_submissions_served_by_two_workers(demo_models, postgres_url, tmp_path):
-    redis = RedisServer(tmp_path / "redis").start()
-    workers = Workers(redis.url, postgres_url, demo_models.folder, **FAST)
-    try:
-        jobs_client = client(redis.url, postgres_url)
-        small = tmp_path / "small.fa"
-        small.write_text("".join(DEMO_INPUT.read_text().split(">contig_4 ")[0]))
-        workers.start()
-        workers.start()
-        jobs: list[int] = []
-        lock = threading.Lock()
+def test_fifty_concurrent_submissions_served_by_two_workers(pool, tmp_path):
+    small = tmp_path / "small.fa"
+    small.write_text("".join(DEMO_INPUT.read_text().split(">contig_4 ")[0]))
+    pool.workers.start()
+    pool.workers.start()
+    jobs: list[int] = []
+    lock = threading.Lock()
 
-        def submit() -> None:
-            job = client(redis.url, postgres_url).submit(small, 500, demo=True)
-            with lock:
-                jobs.append(job)
+    def submit() -> None:
+        job = client(pool.redis.url, pool.database_url).submit(small, 500, demo=True)
+        with lock:
+            jobs.append(job)
 
-        threads = [threading.Thread(target=submit) for _ in range(50)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert len(set(jobs)) == 50
-        frames = set()
-        for job in jobs:
-            assert jobs_client.wait(job, timeout=300).state == "succeeded"
-            frames.add(frame_rows(postgres_url, job))
-        assert len(frames) == 1 and frames.pop() > 0  # every job: the same rows, once
-    finally:
-        workers.stop()
-        redis.kill()
+    threads = [threading.Thread(target=submit) for _ in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(jobs)) == 50
+    frames = set()
+    for job in jobs:
+        assert pool.client.wait(job, timeout=300).state == "succeeded"
+        frames.add(frame_rows(pool.database_url, job))
+    assert len(frames) == 1 and frames.pop() > 0  # every job: the same rows, once
