@@ -13,8 +13,9 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(BIN)/virnucpro predict $(DEMO_INPUT) --chunk-size 500 --out demo-out --demo-models
-	@echo "results: demo-out/ (demo models: the predictions are meaningless)"
+	$(BIN)/virnucpro predict $(DEMO_INPUT) --chunk-size 500 --out demo-out --demo-models --db
+	$(BIN)/virnucpro jobs
+	@echo "results: demo-out/, and the job in the default SQLite database (demo models: the predictions are meaningless)"
 
 test: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -365,3 +365,29 @@ def wait_until_no_workers(service: Service, timeout: float = 60) -> None:
     while Worker.all(connection=connection):
         assert time.monotonic() < deadline
         time.sleep(0.2)
+
+
+def test_rq_s_own_command_line_runs_the_gpu_worker(service, demo_models, tmp_path, monkeypatch):
+    """`rq worker -w virnucpro_worker.queue.GpuWorker`: settings from VIRNUCPRO_* variables,
+    JSON whatever rq's default serializer is, and what `virnucpro worker` gives."""
+    import os
+    import subprocess
+    import sys
+
+    job = service.client.submit(DEMO_INPUT, 500, demo=True)
+    env = {
+        **os.environ,
+        "VIRNUCPRO_MODELS": str(demo_models.folder),
+        "VIRNUCPRO_DATABASE_URL": service.database_url,
+        "VIRNUCPRO_LEASE_SECONDS": "3",
+    }
+    rq = Path(sys.executable).with_name("rq")
+    command = [str(rq), "worker", "-w", "virnucpro_worker.queue.GpuWorker", "--burst"]
+    command += ["--url", service.redis.url, "virnucpro-500"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert service.client.status(job).state == "succeeded"
+    service.client.write_outputs(job, tmp_path / "rq")
+    assert_same_results(
+        tmp_path / "rq", in_process(demo_models, DEMO_INPUT, tmp_path / "local", monkeypatch)
+    )

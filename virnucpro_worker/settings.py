@@ -18,7 +18,6 @@ The model set is taken whole from the strongest source that names one (`demo_mod
 
 from __future__ import annotations
 
-import hashlib
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -27,6 +26,7 @@ from typing import Any
 
 from .attention.registry import DEFAULT_BACKEND, V1_BACKEND
 from .errors import UserError
+from .files import sha256_of
 from .models.model_files import ModelFiles
 from .redact import redact_url
 from .sequences.fasta import InputLimits
@@ -132,7 +132,7 @@ def load_settings(options: Mapping[str, Any], environ: Mapping[str, str]) -> Set
     values = _with_home(values, environ)
     if config:
         values["config_file"] = str(config_path)
-        values["config_sha256"] = hashlib.sha256(config_path.read_bytes()).hexdigest()
+        values["config_sha256"] = sha256_of(config_path)
     return Settings(**values)
 
 

@@ -25,6 +25,7 @@ from ..errors import UserError, first_line
 from ..files import check_writable_file, check_writable_folder, sha256_of
 from ..sequences.chunking import CHUNK_SIZES
 from ..settings import Settings, load_settings
+from .api import load_predictor
 
 log = logging.getLogger("virnucpro")
 INPUT_HELP = (
@@ -104,12 +105,6 @@ def input_file(argument: str) -> Iterator[tuple[Path, dict[str, Any] | None]]:
             while piece := sys.stdin.buffer.read(1 << 22):
                 copy.write(piece)
         yield path, {"path": "-", "bytes": path.stat().st_size, "sha256": sha256_of(path)}
-
-
-def load_predictor(settings: Settings):  # -> Predictor (imports torch)
-    from .api import load_predictor
-
-    return load_predictor(settings)
 
 
 def check_backend(name: str) -> None:

@@ -19,13 +19,13 @@ from ..models.dnabert import DnabertModel, load_dnabert
 from ..models.esm2 import Esm2Model, load_esm2
 from ..models.model_files import ModelFiles
 from ..sequences.chunking import CHUNK_SIZES
+from ..sequences.sources import Source, records_of
 from ..sequences.translation import KeptFrame
+from .prediction import Prediction, predict
+from .stream import StreamProgress, predict_stream
 
 if TYPE_CHECKING:
-    from ..sequences.sources import Source
-    from .prediction import Prediction
     from .results import BlockResult
-    from .stream import StreamProgress
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +155,6 @@ class Predictor:
         return predict_scores(self.classifier_for(chunk_size).module, features)
 
     def predict(self, source: Source, chunk_size: int = 500) -> Prediction:
-        from .prediction import predict
-
         return predict(self, source, chunk_size)
 
     def predict_stream(
@@ -166,9 +164,6 @@ class Predictor:
         *,
         on_progress: Callable[[StreamProgress], None] | None = None,
     ) -> Iterator[BlockResult]:
-        from ..sequences.sources import records_of
-        from .stream import predict_stream
-
         return predict_stream(self, records_of(source), chunk_size, on_progress=on_progress)
 
     def provenance(self, chunk_size: int) -> dict[str, Any]:
