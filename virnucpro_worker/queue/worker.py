@@ -82,7 +82,7 @@ class GpuWorker(SimpleWorker):
             Queue(name, connection=connection, serializer=messages.SERIALIZER) for name in names
         ]
         super().__init__(json_queues, *args, connection=connection, **kwargs)
-        self.settings, self.predictor = settings, predictor
+        self.settings, self.predictor, self.lease = settings, predictor, lease
         self.runner = shard_runner.ShardRunner(self, settings, predictor)
         self.device_lost = False
         self.stop_asked = False  # SIGINT or SIGTERM: the supervisor (`serve`) stops too
@@ -93,7 +93,7 @@ class GpuWorker(SimpleWorker):
 
     def get_heartbeat_ttl(self, job: Job) -> int:
         """RQ's started-registry entry lives `lease` seconds past each heartbeat."""
-        return max(1, round(self.settings.lease_seconds))
+        return self.lease
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         global _current
