@@ -340,7 +340,7 @@ def test_script_runs_on_the_gpu_when_the_task_has_an_accelerator(
 
 @pytest.fixture
 def private_redis(tmp_path):
-    """A redis-server of this test's own on a free port (never the shared 6379)."""
+    """A redis-server of this test's own on a free port (never the machine's shared one)."""
     server = RedisServer(tmp_path / "redis").start()
     yield server.url
     server.kill()
