@@ -22,7 +22,6 @@ from ..sequences.fasta import FastaRecord
 from . import schema
 from .engine import database_errors, make_engine, session_factory
 from .jobs import (
-    InputFile,
     create_job,
     get_job,
     now,
@@ -101,28 +100,11 @@ class Store:
 
     # Jobs ------------------------------------------------------------------------------------
 
-    def create_job(
-        self,
-        records: Iterable[FastaRecord],
-        *,
-        parameters: dict[str, Any],
-        input_file: InputFile,
-        shard_chunks: int | None,
-        label: str | None = None,
-        state: State = State.QUEUED,
-    ) -> int:
-        """Store the input as shards (checking every record: bad input stores nothing)."""
+    def create_job(self, records: Iterable[FastaRecord], **options: Any) -> int:
+        """Store the input as a job's shards (jobs.create_job says how; `options` are its):
+        every record is checked, and bad input stores nothing."""
         with self.session() as session:
-            job = create_job(
-                session,
-                records,
-                parameters=parameters,
-                input_file=input_file,
-                shard_chunks=shard_chunks,
-                label=label,
-                state=state,
-            )
-            return job.id
+            return create_job(session, records, **options).id
 
     def jobs(self) -> list[Job]:
         with self.session() as session:
