@@ -19,12 +19,10 @@ import threading
 import time
 from pathlib import Path
 
-import psycopg
-
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the private redis-server and worker processes
+sys.path.insert(0, str(ROOT / "tests"))  # the private services
 
-from services import RedisServer, Workers  # noqa: E402
+from services import RedisServer, Workers, scratch_postgres  # noqa: E402
 
 from virnucpro_worker.models.demo import write_demo_models  # noqa: E402
 from virnucpro_worker.queue.client import Client  # noqa: E402
@@ -69,7 +67,7 @@ def main() -> None:
     name = f"virnucpro_load_{secrets.token_hex(4)}"
     with (
         tempfile.TemporaryDirectory() as scratch,
-        psycopg.connect(args.postgres, autocommit=True) as admin,
+        scratch_postgres(args.postgres, name) as database,
     ):
         folder = Path(scratch)
         models = folder / "models"
@@ -78,9 +76,7 @@ def main() -> None:
         source.write_text(
             (ROOT / "examples" / "demo_contigs.fa").read_text().split(">contig_4 ")[0]
         )
-        admin.execute(f'CREATE DATABASE "{name}"')
         redis = RedisServer(folder / "redis").start()
-        database = args.postgres.rsplit("/", 1)[0] + f"/{name}"
         workers = Workers(redis.url, database, models)
         try:
             Client(redis.url, database, Settings()).store.jobs()  # the schema, before the rush
@@ -91,7 +87,6 @@ def main() -> None:
         finally:
             workers.stop()
             redis.kill()
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     print(
         f"{args.jobs} concurrent submissions, {args.workers} workers: {succeeded} succeeded in "
         f"{seconds:.1f} s = {args.jobs / seconds:.1f} jobs/s; submit-to-done p50 "

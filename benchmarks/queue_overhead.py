@@ -22,12 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import psycopg
-
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the private redis-server and worker processes
+sys.path.insert(0, str(ROOT / "tests"))  # the private services
 
-from services import RedisServer, Workers  # noqa: E402
+from services import RedisServer, Workers, scratch_postgres  # noqa: E402
 
 import virnucpro_worker  # noqa: E402
 from virnucpro_worker.models.demo import write_demo_models  # noqa: E402
@@ -119,14 +117,8 @@ def main() -> None:
         write_demo_models(models)
         measure("SQLite", f"sqlite:///{folder / 'queue.db'}", models, folder, args)
         name = f"virnucpro_bench_{secrets.token_hex(4)}"
-        with psycopg.connect(args.postgres, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            database = args.postgres.rsplit("/", 1)[0] + f"/{name}"
+        with scratch_postgres(args.postgres, name) as database:
             measure("PostgreSQL", database, models, folder, args)
-        finally:
-            with psycopg.connect(args.postgres, autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

@@ -15,20 +15,30 @@ from __future__ import annotations
 import argparse
 import random
 import secrets
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import psycopg
 
-from virnucpro_worker.pipeline.results import block_result
-from virnucpro_worker.sequences.fasta import FastaRecord
-from virnucpro_worker.sequences.prepare import PreparedBlock, RecordInfo
-from virnucpro_worker.sequences.translation import KeptFrame
-from virnucpro_worker.store.jobs import InputFile
-from virnucpro_worker.store.results import _chunk_rows, _frame_rows, _record_rows, read_blocks
-from virnucpro_worker.store.store import Store
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # the scratch PostgreSQL database
+
+from services import scratch_postgres  # noqa: E402
+
+from virnucpro_worker.pipeline.results import block_result  # noqa: E402
+from virnucpro_worker.sequences.fasta import FastaRecord  # noqa: E402
+from virnucpro_worker.sequences.prepare import PreparedBlock, RecordInfo  # noqa: E402
+from virnucpro_worker.sequences.translation import KeptFrame  # noqa: E402
+from virnucpro_worker.store.jobs import InputFile  # noqa: E402
+from virnucpro_worker.store.results import (  # noqa: E402
+    _chunk_rows,
+    _frame_rows,
+    _record_rows,
+    read_blocks,
+)
+from virnucpro_worker.store.store import Store  # noqa: E402
 
 FRAMES_PER_BLOCK = 6000
 
@@ -120,14 +130,9 @@ def main() -> None:
         report("SQLite", frames, write, read)
 
     name = f"virnucpro_bench_{secrets.token_hex(4)}"
-    with psycopg.connect(args.postgres, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        write, read = database(args.postgres.rsplit("/", 1)[0] + f"/{name}", blocks)
+    with scratch_postgres(args.postgres, name) as url:
+        write, read = database(url, blocks)
         report("PostgreSQL", frames, write, read)
-    finally:
-        with psycopg.connect(args.postgres, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

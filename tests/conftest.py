@@ -22,6 +22,7 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from models_for_tests import DemoModels
+from services import scratch_postgres
 
 settings.register_profile(
     "deterministic",
@@ -52,24 +53,16 @@ _SESSION = f"virnucpro_test_{os.getpid()}_{secrets.token_hex(3)}"
 _databases = itertools.count()
 
 
-def _postgres_admin():
-    import psycopg
-
-    try:
-        return psycopg.connect(POSTGRES, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as error:
-        pytest.fail(f"PostgreSQL at {POSTGRES} does not answer ({error}); .ci/run starts it")
-
-
 @pytest.fixture
 def postgres_url():
     """A new, uniquely named database on the machine's PostgreSQL; dropped after the test."""
-    name = f"{_SESSION}_{next(_databases)}"
-    with _postgres_admin() as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield POSTGRES.rsplit("/", 1)[0] + f"/{name}"
-    with _postgres_admin() as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    import psycopg
+
+    try:
+        with scratch_postgres(POSTGRES, f"{_SESSION}_{next(_databases)}") as url:
+            yield url
+    except psycopg.OperationalError as error:
+        pytest.fail(f"PostgreSQL at {POSTGRES} does not answer ({error}); .ci/run starts it")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

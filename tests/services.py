@@ -1,5 +1,6 @@
-"""Real services for the integration tests: a private redis-server on a free port (never the
-machine's shared one) and `virnucpro worker` processes."""
+"""Real services for the integration tests and benchmarks: a scratch PostgreSQL database, a
+private redis-server on a free port (never the machine's shared one) and `virnucpro worker`
+processes."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import psycopg
 import redis
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -21,6 +25,19 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+@contextmanager
+def scratch_postgres(admin_url: str, name: str) -> Iterator[str]:
+    """A new database `name` beside the one `admin_url` names, dropped on exit even while
+    workers still hold connections to it; yields its URL."""
+    with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 class RedisServer:
