@@ -28,6 +28,7 @@ DEMO_INPUT = Path(__file__).parents[1] / "examples" / "demo_contigs.fa"
 RESULTS = (PREDICTIONS_FILE, HIGHEST_SCORE_FILE, SUMMARY_FILE)
 BLOCK_BASES = 4000  # small blocks: the demo input makes several shards
 FAST = {"lease_seconds": 3, "heartbeat_seconds": 0.5}
+DEMO_QUEUE = "virnucpro-500-demo"
 
 
 @pytest.fixture
@@ -236,9 +237,7 @@ def test_recover_after_redis_lost_its_data(service, demo_models, tmp_path, monke
     job = service.client.submit(DEMO_INPUT, 500, demo=True)
     service.redis.forget()
     service.redis.start()
-    assert not messages.message_exists(
-        messages.connect(service.redis.url), messages.finalize_message_id(job)
-    )
+    assert messages.connect(service.redis.url).keys("rq:*") == []
     shards = len(service.shards(job))
     assert service.client.recover() == shards
     assert service.client.recover() == 0  # nothing more is missing
@@ -264,7 +263,7 @@ def test_a_shard_longer_than_the_worker_ttl_is_not_declared_abandoned(service, t
     assert shard.attempts == 1
     from rq.registry import FailedJobRegistry
 
-    queue = messages.queue(messages.connect(service.redis.url), "virnucpro", 500)
+    queue = messages.shard_queue(messages.connect(service.redis.url), DEMO_QUEUE)
     assert FailedJobRegistry(queue=queue).get_job_ids() == []
 
 
@@ -307,27 +306,57 @@ def test_the_cli_submit_wait_out_status_and_cancel(
     assert "succeeded" in capsys.readouterr().out
 
 
-def test_a_job_runs_only_on_the_model_files_it_was_submitted_with(service, tmp_path):
-    """Submitted with folder A's files; a worker with another model set refuses every shard
-    with a clear message, and the job fails after its attempts without mixing results."""
+def test_a_job_waits_for_a_worker_with_its_model_files_and_says_so(service, tmp_path, capsys):
+    """Submitted with folder A's files, the job waits on A's queue: a demo worker with other
+    files never takes it (it neither fails nor mixes results), `status` says that no live
+    worker serves that model set, and a job pinned to the worker's own files runs."""
     from virnucpro_worker.models.demo import write_demo_models
     from virnucpro_worker.models.model_files import ModelFiles
 
-    other = write_demo_models(tmp_path / "other-models", seed=7)
+    write_demo_models(tmp_path / "other-models", seed=7)  # another seed: other sha256
     job = service.client.submit(
         DEMO_INPUT, 500, models=ModelFiles.in_folder(tmp_path / "other-models")
     )
-    assert other.esm  # a different seed: different files, different sha256
     service.workers.run_burst()
     status = service.client.status(job)
-    assert status.state == "failed"
-    assert "model files are not the ones job" in status.error and "after 3 attempts" in status.error
-    assert frame_rows(service, job) == 0
+    assert (status.state, frame_rows(service, job)) == ("queued", 0)
+    assert status.unserved.startswith("no live worker serves model set sha256-")
+    assert "/ chunk size 500 (queue virnucpro-500-sha256-" in status.unserved
+    options = ["--redis", service.redis.url, "--db", service.database_url]
+    assert main(["status", str(job), *options]) == 0
+    assert "no live worker serves model set sha256-" in capsys.readouterr().out
     pinned = service.client.submit(
         DEMO_INPUT, 500, models=ModelFiles.in_folder(service.workers.models)
     )
     service.workers.run_burst()
     assert service.client.status(pinned).state == "succeeded"
+    assert service.client.status(job).state == "queued"
+
+
+def test_a_real_models_job_waits_for_a_real_worker(service):
+    """README's `client.submit(...)` without demo=True: a demo worker never takes it."""
+    job = service.client.submit(DEMO_INPUT, 500)
+    output = service.workers.run_burst()
+    assert service.client.status(job).state == "queued"
+    assert "no live worker serves model set real / chunk size 500" in (
+        service.client.status(job).unserved
+    )
+    assert "Traceback" not in output and "refused" not in output
+
+
+def test_a_worker_told_to_serve_another_model_set_s_queue_refuses_in_one_line(service, tmp_path):
+    """Misrouted by hand (`--queue` of another set): each refusal is one log line, the shard is
+    given back uncounted and the job keeps waiting, unfailed."""
+    job = service.client.submit(DEMO_INPUT, 500, shard_chunks=10**9)
+    worker = service.workers.start("--burst", "--queue", "virnucpro-500-real")
+    output, _ = worker.communicate(timeout=120)
+    assert worker.returncode == 0, output
+    assert "Traceback" not in output
+    refusals = [line for line in output.splitlines() if "given back" in line]
+    assert len(refusals) == 1 and "the job asks for real models" in refusals[0], output
+    (shard,) = service.shards(job)
+    assert (shard.state, shard.attempts) == ("queued", 0)
+    assert service.client.status(job).state == "queued"
 
 
 def test_two_cpu_workers_share_a_job_evenly_and_give_what_one_gives(service, tmp_path):
@@ -383,7 +412,7 @@ def test_rq_s_own_command_line_runs_the_gpu_worker(service, demo_models, tmp_pat
     }
     rq = Path(sys.executable).with_name("rq")
     command = [str(rq), "worker", "-w", "virnucpro_worker.queue.GpuWorker", "--burst"]
-    command += ["--url", service.redis.url, "virnucpro-500"]
+    command += ["--url", service.redis.url, DEMO_QUEUE]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert service.client.status(job).state == "succeeded"

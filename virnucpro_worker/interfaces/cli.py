@@ -661,7 +661,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--queue",
         dest="queue_name",
         metavar="NAME",
-        help="one queue to serve (default: <queue>-<size> for each chunk size it can classify)",
+        help="one queue to serve (default: those of its models: <queue>-<size>-<model set>)",
     )
     worker.add_argument("--burst", action="store_true", help="stop when the queues are empty")
     worker.add_argument(

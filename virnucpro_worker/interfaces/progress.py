@@ -62,8 +62,9 @@ def job_progress(enabled: bool, start: JobStatus) -> Iterator[Callable[[JobStatu
         task = progress.add_task("job", total=start.shards, frames=0, state=start.state)
 
         def update(status: JobStatus) -> None:
+            state = f"{status.state} ({status.unserved})" if status.unserved else status.state
             progress.update(
-                task, completed=status.shards_done, frames=status.frames_done, state=status.state
+                task, completed=status.shards_done, frames=status.frames_done, state=state
             )
 
         yield update

@@ -1,9 +1,10 @@
 """`Client`: submit inputs to the worker pool and follow them.
 
 A submission is checked whole and stored in the database as shards of whole records in one
-transaction (bad input stores nothing), then announced through Redis: one RQ job per shard and
-a finalize job that waits for them. Redis only carries ids; if it loses its data,
-`recover()` announces again what the database says is unfinished.
+transaction (bad input stores nothing), then announced through Redis: one RQ job per shard on
+the queue of the model set and chunk size it asks for, where it waits for a worker that serves
+them. Redis only carries ids; the workers' sweep sends again whatever the database says needs a
+message (`recover()` does the same at once).
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
+
+import redis
+from rq import Worker
 
 from ..attention.registry import get_backend
 from ..errors import UserError
@@ -23,11 +26,11 @@ from ..sequences.chunking import CHUNK_SIZES
 from ..sequences.fasta import check_input_file
 from ..sequences.sources import Source, records_of, source_path
 from ..settings import Settings
-from ..store.jobs import InputFile, get_job
-from ..store.models import FINISHED, State
-from ..store.shards import cancel_job, unfinished_jobs
+from ..store.jobs import InputFile
+from ..store.models import FINISHED, Job
+from ..store.shards import UNFINISHED, cancel_job
 from ..store.store import Store
-from . import messages
+from . import messages, sweep
 
 
 @dataclass(frozen=True)
@@ -40,16 +43,19 @@ class JobStatus:
     records: int
     frames_done: int
     error: str | None
+    # While the job has not ended and no live worker serves its queue: which model set and
+    # chunk size it waits for.
+    unserved: str | None = None
 
     @property
     def finished(self) -> bool:
         return self.state in FINISHED
 
     def line(self) -> str:
-        error = f"; {self.error}" if self.error else ""
+        notes = "".join(f"; {note}" for note in (self.error, self.unserved) if note)
         return (
             f"job {self.id}: {self.state}, shards {self.shards_done}/{self.shards}, records "
-            f"{self.records_done}/{self.records}, {self.frames_done} frames{error}"
+            f"{self.records_done}/{self.records}, {self.frames_done} frames{notes}"
         )
 
 
@@ -101,34 +107,16 @@ class Client:
             input_file=_input_file(path, self.settings),
             shard_chunks=shard_chunks,
             label=label,
+            shard_attempts=self.settings.shard_attempts,
+            delivery_seconds=self.settings.lease_seconds,
         )
-        self._announce(job_id)
+        shards = [shard.id for shard in self.store.shards(job_id)]
+        with messages.redis_errors(self.redis_url):
+            messages.deliver(self.redis, self._queue_of(self.store.job(job_id)), shards)
         return job_id
 
-    def _announce(self, job_id: int, only_missing: bool = False) -> int:
-        """Queue the job's unfinished shards (`only_missing`: those Redis has no live job for:
-        lost, or failed while the database was away) and its finalize; returns how many
-        shards were queued."""
-        job = self.store.job(job_id)
-        unfinished = (State.QUEUED, State.RUNNING)
-        shards = [shard.id for shard in self.store.shards(job_id) if shard.state in unfinished]
-        queue = messages.queue(self.redis, self.settings.queue, job.parameters["chunk_size"])
-        options = {
-            "attempts": self.settings.shard_attempts,
-            "shard_timeout": self.settings.shard_timeout,
-        }
-        with messages.redis_errors(self.redis_url):
-            if not only_missing:
-                messages.enqueue_job(queue, job_id, shards, **options)
-                return len(shards)
-            known = partial(messages.message_exists, self.redis)
-            missing = [s for s in shards if not known(messages.shard_message_id(s))]
-            for shard_id in missing:
-                messages.enqueue_shard(queue, shard_id, **options)
-            if missing or not known(messages.finalize_message_id(job_id)):
-                waits_for = [messages.shard_message_id(shard_id) for shard_id in shards]
-                messages.enqueue_finalize(queue, job_id, waits_for)
-            return len(missing)
+    def _queue_of(self, job: Job) -> str:
+        return messages.job_queue_name(self.settings.queue, job.parameters, job.model_set)
 
     def status(self, job_id: int) -> JobStatus:
         job = self.store.job(job_id)
@@ -141,6 +129,22 @@ class Client:
             job.records,
             job.frames_done,
             job.error,
+            self._unserved(job) if job.state in UNFINISHED else None,
+        )
+
+    def _unserved(self, job: Job) -> str | None:
+        """Why the job waits, when no live worker serves its queue (None when one does, or
+        Redis cannot tell: the state comes from the database)."""
+        queue = messages.shard_queue(self.redis, self._queue_of(job))
+        try:
+            if Worker.all(connection=self.redis, queue=queue):
+                return None
+        except redis.exceptions.RedisError:
+            return None
+        model_set = messages.job_model_set(job.parameters["models"], job.model_set)
+        return (
+            f"no live worker serves model set {model_set} / chunk size "
+            f"{job.parameters['chunk_size']} (queue {queue.name})"
         )
 
     def wait(
@@ -163,12 +167,12 @@ class Client:
             time.sleep(poll)
 
     def cancel(self, job_id: int) -> JobStatus:
-        """Cancel the job: queued shards never run, running ones stop at their next block."""
-        with self.store.session() as session:
-            cancel_job(session, get_job(session, job_id, f"database {self.store.name}"))
-        ids = [messages.shard_message_id(s.id) for s in self.store.shards(job_id)]
+        """Cancel the job: queued shards never run, running ones stop at their next block.
+        Cancelling wins over a shard being claimed or finished at the same moment."""
+        if self.store.transaction(lambda session: cancel_job(session, job_id)) is None:
+            raise UserError(f"no job {job_id} in database {self.store.name}")
         with messages.redis_errors(self.redis_url):
-            messages.cancel_messages(self.redis, [*ids, messages.finalize_message_id(job_id)])
+            messages.cancel_messages(self.redis, [s.id for s in self.store.shards(job_id)])
         return self.status(job_id)
 
     def results(self, job_id: int) -> Prediction:
@@ -180,13 +184,12 @@ class Client:
         self.store.write_outputs(job_id, out_dir, viral_fasta=viral_fasta)
 
     def recover(self) -> int:
-        """Queue again every unfinished shard (by the database) that Redis has no live job
-        for, as after Redis lost its data, and its job's finalize; returns how many shards."""
+        """What the workers' sweep does, at once: queue again every queued shard whose message
+        no longer waits in Redis (as after Redis lost its data) and every running one whose
+        lease ran out; returns how many shards were queued."""
         with messages.redis_errors(self.redis_url):
             self.redis.ping()
-        with self.store.session() as session:
-            jobs = unfinished_jobs(session)
-        return sum(self._announce(job_id, only_missing=True) for job_id in jobs)
+            return sweep.sweep(self.store, self.redis, self.settings, every_queued=True)
 
 
 def _input_file(path: Path | None, settings: Settings) -> InputFile:

@@ -1,9 +1,12 @@
 """Running one shard in a worker: claim it in the database, check the worker can run it, stream
 its records from the database through the prediction stream, write each block, finish.
 
-Everything is idempotent: a shard run twice (a retry, a duplicate message, a worker presumed
-dead that was not) leaves one row per frame, and only the worker holding a shard's lease can
-finish it. Every database step waits out an unreachable database (`database_patience`).
+Everything is idempotent: a shard run twice (a duplicate message, a worker presumed dead that
+was not) leaves one row per frame, and only the worker holding a shard's lease can finish it.
+Finishing the last shard ends the job in the same transaction. A failed attempt is recorded in
+the database, which counts attempts, and the shard gets a new message if it has one left; a
+shard this worker cannot run, or is asked to stop in the middle of, is given back (the attempt
+not counted). Every database step waits out an unreachable database (`database_patience`).
 """
 
 from __future__ import annotations
@@ -26,15 +29,17 @@ from ..store.engine import patiently
 from ..store.jobs import shard_records
 from ..store.shards import (
     Claim,
+    Failure,
     claim_shard,
     fail_shard,
-    finalize,
     finish_shard,
     holds,
     pin_model_set,
+    release_shard,
     renew_lease,
 )
 from ..store.store import Store
+from . import messages
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -65,19 +70,16 @@ class ShardRunner:
 
     def _in_session(self, operation: Callable[[Session], T], what: str) -> T:
         """`operation(session)` in a transaction, waiting out an unreachable database."""
-
-        def attempt() -> T:
-            with self.store.session() as session:
-                return operation(session)
-
-        return patiently(attempt, self.settings.database_patience, what)
+        return patiently(
+            lambda: self.store.transaction(operation), self.settings.database_patience, what
+        )
 
     def renew_lease(self) -> None:
         with self._lock:
             shard_id = self.shard_id
         if shard_id is not None:  # no patience: the next heartbeat tries again
-            with self.store.session() as session:
-                renew_lease(session, shard_id, self.name)
+            lease = self.settings.lease_seconds
+            self.store.transaction(lambda session: renew_lease(session, shard_id, self.name, lease))
 
     def run(self, shard_id: int) -> dict[str, Any]:
         claim = self._in_session(
@@ -92,15 +94,18 @@ class ShardRunner:
             f"claiming shard {shard_id}",
         )
         if claim is None:
-            log.info("shard %d: finished, cancelled or running elsewhere; nothing to do", shard_id)
+            log.info("shard %d: ended, cancelled or leased to a worker; nothing to do", shard_id)
             return {"shard": shard_id, "ran": False}
         with self._lock:
             self.shard_id = shard_id
         try:
             return self._run(claim)
+        except ShardRefused as refused:
+            log.warning("shard %d: %s; given back", shard_id, refused)
+            self._give_back(claim, elsewhere=True)
+            return {"shard": shard_id, "ran": False, "refused": str(refused)}
         except Exception as error:
-            self._failed(claim, error)
-            raise
+            return {"shard": shard_id, "ran": False, "error": self._failed(claim, error)}
         finally:
             with self._lock:
                 self.shard_id = None
@@ -132,6 +137,10 @@ class ShardRunner:
             )
             totals.add(block)
             self._report(totals)
+            if self.worker.stop_asked:
+                log.info("shard %d: the worker is stopping; given back", claim.shard_id)
+                self._give_back(claim, elsewhere=False)
+                return {"shard": claim.shard_id, "ran": False}
         provenance = {
             "code_version": code_version(),
             "software": software(),
@@ -141,10 +150,16 @@ class ShardRunner:
             "counts": totals.counts(),
             "stage_seconds": totals.stage_seconds,
         }
-        self._in_session(
-            lambda session: finish_shard(session, claim.shard_id, self.name, provenance),
+        code = {"code_version": provenance["code_version"], "software": provenance["software"]}
+        job_state = self._in_session(
+            lambda session: finish_shard(session, claim.shard_id, self.name, provenance, code),
             f"finishing shard {claim.shard_id}",
         )
+        if job_state is None:
+            log.info("shard %d: cancelled or taken over before it finished", claim.shard_id)
+            return {"shard": claim.shard_id, "ran": False}
+        if job_state != "running":
+            log.info("job %d: %s", claim.job_id, job_state)
         return {"shard": claim.shard_id, "ran": True, "frames": totals.kept_frames}
 
     def _predictor_for(self, claim: Claim) -> Predictor:
@@ -156,7 +171,7 @@ class ShardRunner:
         predictor = self.predictor.with_attention(claim.parameters["attention"])
         models = predictor.provenance(chunk_size)["models"]
         if "sha256" in asked:  # submitted with its model files
-            if fingerprint(models) != asked["sha256"]:
+            if messages.fingerprint(models) != asked["sha256"]:
                 raise ShardRefused(
                     f"worker {self.name}'s model files are not the ones job {claim.job_id} was "
                     "submitted with (their sha256 differ)"
@@ -169,10 +184,11 @@ class ShardRunner:
         pinned = self._in_session(
             lambda session: pin_model_set(session, claim.job_id, models), "pinning the model set"
         )
-        if fingerprint(pinned) != fingerprint(models):
+        if messages.fingerprint(pinned) != messages.fingerprint(models):
             raise ShardRefused(
                 f"worker {self.name}'s model files differ from the ones job {claim.job_id} "
-                f"runs on (sha256 {fingerprint(models)} against {fingerprint(pinned)})"
+                f"runs on (its first shard pinned model set "
+                f"{messages.model_set_key(messages.fingerprint(pinned))})"
             )
         return predictor
 
@@ -190,40 +206,54 @@ class ShardRunner:
         except redis.exceptions.RedisError as error:  # Redis away for a moment: the shard goes on
             log.warning("shard progress not saved in Redis: %s", first_line(error))
 
-    def _failed(self, claim: Claim, error: Exception) -> None:
-        """Record the attempt; a lost GPU also stops this worker, an exhausted one frees memory."""
+    def _failed(self, claim: Claim, error: Exception) -> str:
+        """Record the attempt (one log line; the traceback at debug level) and queue the shard
+        again if it has an attempt left; a lost GPU also stops this worker, an exhausted one
+        frees memory. Returns the message."""
         message = _describe(error, self.device)
         log.error("shard %d, attempt %d: %s", claim.shard_id, claim.attempt, message)
+        log.debug("shard %d: the error's traceback", claim.shard_id, exc_info=error)
         if isinstance(error, torch.cuda.OutOfMemoryError):
             torch.cuda.empty_cache()
         if device_lost(error):
             self.worker.device_lost = True
+        delivery = self.settings.lease_seconds
         try:
-            self._in_session(
-                lambda session: fail_shard(
-                    session, claim.shard_id, self.name, message, self.settings.shard_attempts
-                ),
+            outcome = self._in_session(
+                lambda session: fail_shard(session, claim.shard_id, self.name, message, delivery),
                 f"recording the failure of shard {claim.shard_id}",
             )
-        except UserError as store_error:  # still away: the retry finds the shard this worker's
+        except UserError as store_error:  # still away: its lease runs out, the sweep requeues it
             log.error("shard %d: cannot record the failure: %s", claim.shard_id, store_error)
+            return message
+        if outcome == Failure.RETRY:
+            self._deliver(claim, elsewhere=False)
+        elif outcome == Failure.LAST:
+            log.error("job %d failed: shard %d had no attempt left", claim.job_id, claim.shard_id)
+        return message
 
-    def finalize(self, job_id: int) -> str:
-        code = {"code_version": code_version(), "software": software()}
-        state = self._in_session(
-            lambda session: finalize(session, job_id, self.settings.lease_seconds, code),
-            f"finalizing job {job_id}",
+    def _give_back(self, claim: Claim, elsewhere: bool) -> None:
+        """Queue the claimed shard again without counting the attempt (`elsewhere`: this worker
+        cannot run it, so it is not sent to a queue this worker serves)."""
+        delivery = self.settings.lease_seconds
+        released = self._in_session(
+            lambda session: release_shard(session, claim.shard_id, self.name, delivery),
+            f"giving back shard {claim.shard_id}",
         )
-        return str(state)
+        if released:
+            self._deliver(claim, elsewhere)
 
-
-def fingerprint(models: dict[str, Any]) -> dict[str, Any]:
-    """The sha256 of every model file of a provenance `models` entry (paths differ by host)."""
-    return {
-        "esm2": models["esm2"]["sha256"],
-        "dnabert_s": models["dnabert_s"]["files"],
-        "classifier": models["classifier"]["sha256"],
-    }
+    def _deliver(self, claim: Claim, elsewhere: bool) -> None:
+        """A fresh message for the shard on its job's queue (the job's model set may have been
+        pinned since the claim); if that fails, the sweep sends one after the grace period."""
+        job = self.store.job(claim.job_id)
+        queue = messages.job_queue_name(self.settings.queue, job.parameters, job.model_set)
+        if elsewhere and queue in self.worker.queue_names():
+            return  # sent back here it would come straight back: the sweep retries it later
+        try:
+            messages.deliver(self.worker.connection, queue, [claim.shard_id], fresh=True)
+        except redis.exceptions.RedisError as error:
+            log.warning("shard %d: not queued again (%s); the sweep will", claim.shard_id, error)
 
 
 def device_lost(error: BaseException) -> bool:

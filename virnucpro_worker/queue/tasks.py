@@ -1,5 +1,5 @@
-"""The two functions RQ may run (messages.ALLOWED_FUNCTIONS), each given one database id.
-They run inside a GpuWorker, whose loaded models and database they use."""
+"""The one function RQ may run (messages.ALLOWED_FUNCTIONS), given one database id. It runs
+inside a GpuWorker, whose loaded models and database it uses."""
 
 from __future__ import annotations
 
@@ -9,11 +9,7 @@ from .worker import current_worker
 
 
 def run_shard(shard_id: int) -> dict[str, Any]:
-    """Predict one shard and write its results (nothing if the database says it is done,
-    cancelled or running elsewhere)."""
+    """Predict one shard and write its results (nothing if the database says it has ended,
+    was cancelled or is leased to another worker). A failed attempt is recorded in the
+    database, not raised: RQ neither retries it nor logs it twice."""
     return current_worker().runner.run(shard_id)
-
-
-def finalize_job(job_id: int) -> str:
-    """Settle the job from its shards once they have all ended; returns its state."""
-    return current_worker().runner.finalize(job_id)

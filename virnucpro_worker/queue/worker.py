@@ -2,19 +2,23 @@
 
 It is an RQ `SimpleWorker` (a forked child cannot use CUDA once the parent has, and a fresh
 process per job would load the 3B model every time) that changes what RQ 2.12 gets wrong for
-such a worker (../docs and README "Guarantees" say what each buys):
+such a worker (README "Guarantees" says what each buys, and which test shows it):
 
-- while a shard runs, a thread renews the job's entry in RQ's started registry, the worker's
-  key and the shard's lease in the database every `heartbeat` seconds: a healthy long shard is
-  never declared abandoned, and one whose worker died is found `lease` seconds later;
-- the same thread, and the idle loop every `lease` seconds, collect abandoned jobs of its
-  queues, so a killed worker's shard runs again about two leases later (a minute by default);
-- every message is checked before anything runs: JSON only, one of two allow-listed
-  functions, one integer argument; the database decides what to do with it.
+- it listens on the queues of what it can run: for each chunk size it has a classifier for,
+  its kind of models ("demo" or "real") and its model files (`messages.queue_name`);
+- it reads every message as a `messages.ShardMessage` (one allow-listed function, one integer;
+  anything else is deleted unread, and RQ options a message carries are dropped);
+- the database, not RQ, decides when a shard was abandoned: while a shard runs, a thread renews
+  its lease (and RQ's heartbeats) every `heartbeat` seconds; RQ's own registry cleanup, which
+  would retry or fail a message by its started-registry score and call its callbacks, only
+  drops the entries of dead workers here, and the worker's maintenance runs the sweep
+  (`sweep.py`) that queues again the shards whose lease ran out;
+- SIGTERM (or SIGINT) stops an idle worker at once and a busy one after its current block;
+  stopping never waits on RQ's command-channel thread.
 
 Run it as `virnucpro worker ...` (which also survives Redis restarts: it reconnects and goes
 on), or through RQ's own command line:
-`rq worker -w virnucpro_worker.queue.GpuWorker --url REDIS virnucpro-500 virnucpro-300`
+`rq worker -w virnucpro_worker.queue.GpuWorker --url REDIS virnucpro-500-real virnucpro-300-real`
 (settings from VIRNUCPRO_* variables and the config file).
 """
 
@@ -28,14 +32,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import redis
-from rq import Queue, SimpleWorker
+from rq import SimpleWorker, worker_registration
 from rq.job import Job
-from rq.registry import StartedJobRegistry
-from rq.worker import WorkerStatus
+from rq.queue import Queue
+from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
+from rq.utils import current_timestamp, now
 
-from ..errors import first_line
+from ..errors import UserError, first_line
 from ..settings import Settings
-from . import messages, shard_runner
+from . import messages, shard_runner, sweep
 
 log = logging.getLogger(__name__)
 _current: GpuWorker | None = None
@@ -48,8 +53,24 @@ def current_worker() -> GpuWorker:
     return _current
 
 
+def served_queues(base: str, predictor: Any) -> list[str]:
+    """The queues of what the predictor can run: per chunk size, its kind and its files."""
+    kind = "demo" if predictor.demo else "real"
+    names = []
+    for size in predictor.chunk_sizes:
+        files = messages.fingerprint(predictor.provenance(size)["models"])
+        names += [
+            messages.queue_name(base, size, kind),
+            messages.queue_name(base, size, messages.model_set_key(files)),
+        ]
+    return names
+
+
 class GpuWorker(SimpleWorker):
     """An RQ worker holding one loaded model set (`predictor`) on one device."""
+
+    queue_class = messages.ShardQueue
+    job_class = messages.ShardMessage
 
     def __init__(
         self,
@@ -69,27 +90,45 @@ class GpuWorker(SimpleWorker):
             predictor = load_predictor(settings)
         connection = kwargs.pop("connection", None) or messages.connect(settings.redis_url)
         kwargs["serializer"] = messages.SERIALIZER  # whatever rq's command line says: never pickle
+        kwargs["job_class"], kwargs["queue_class"] = messages.ShardMessage, messages.ShardQueue
         # An idle worker waits on Redis `lease` seconds at a time (RQ: worker TTL - 15) and
-        # collects abandoned jobs every `lease` seconds: a dead worker's shard runs again
-        # within about two leases.
+        # runs its maintenance, the sweep included, every `lease` seconds.
         lease = max(1, round(settings.lease_seconds))
         kwargs["worker_ttl"] = lease + 15
         kwargs["maintenance_interval"] = lease
-        names = [getattr(q, "name", q) for q in queues or []] or [
-            messages.queue_name(settings.queue, size) for size in predictor.chunk_sizes
-        ]
-        json_queues = [
-            Queue(name, connection=connection, serializer=messages.SERIALIZER) for name in names
-        ]
-        super().__init__(json_queues, *args, connection=connection, **kwargs)
+        names = [getattr(q, "name", q) for q in queues or []] or served_queues(
+            settings.queue, predictor
+        )
+        shard_queues = [messages.shard_queue(connection, name) for name in names]
+        super().__init__(shard_queues, *args, connection=connection, **kwargs)
         self.settings, self.predictor, self.lease = settings, predictor, lease
         self.runner = shard_runner.ShardRunner(self, settings, predictor)
         self.device_lost = False
         self.stop_asked = False  # SIGINT or SIGTERM: the supervisor (`serve`) stops too
+        self._tearing_down = False
+
+    # Stopping -------------------------------------------------------------------------------
 
     def request_stop(self, signum: int, frame: Any) -> None:
+        """Idle: stop now; busy: the running shard gives itself back after its block."""
         self.stop_asked = True
-        super().request_stop(signum, frame)
+        if not self._tearing_down:  # RQ would raise StopRequested out of its own teardown
+            super().request_stop(signum, frame)
+
+    def teardown(self) -> None:
+        self._tearing_down = True
+        super().teardown()
+
+    def subscribe(self) -> None:
+        """RQ's command channel, read by a thread that wakes every second: RQ's waits up to 60 s
+        for a message, and stopping the worker waits for that thread."""
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(
+            sleep_time=1, daemon=True, exception_handler=self._pubsub_exception_handler
+        )
+
+    # Running a shard ------------------------------------------------------------------------
 
     def get_heartbeat_ttl(self, job: Job) -> int:
         """RQ's started-registry entry lives `lease` seconds past each heartbeat."""
@@ -97,10 +136,7 @@ class GpuWorker(SimpleWorker):
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         global _current
-        reason = refusal(job)
-        if reason is not None:
-            self._refuse(job, queue, reason)
-            return
+        job.timeout = self.settings.shard_timeout  # the worker's limit, not the message's
         _current = self
         try:
             with self._heartbeats(job):
@@ -110,17 +146,6 @@ class GpuWorker(SimpleWorker):
         if self.device_lost:
             self.log.error("Worker %s: its GPU is lost; stopping", self.name)
             self._stop_requested = True
-
-    def _refuse(self, job: Job, queue: Queue, reason: str) -> None:
-        self.log.warning("Worker %s: refused message %s: %s", self.name, job.id, reason)
-        self.prepare_execution(job)
-        self.handle_job_failure(
-            job=job,
-            queue=queue,
-            exc_string=f"refused: {reason}",
-            started_job_registry=queue.started_job_registry,
-        )
-        self.set_state(WorkerStatus.IDLE)
 
     @contextlib.contextmanager
     def _heartbeats(self, job: Job) -> Iterator[None]:
@@ -135,35 +160,60 @@ class GpuWorker(SimpleWorker):
 
     def _beat(self, job: Job, stop: threading.Event) -> None:
         """Every `heartbeat` seconds while the job runs: RQ's heartbeats, the shard's lease,
-        and, every few beats, other workers' abandoned jobs."""
+        and, every few beats, the sweep (busy workers sweep too)."""
         beats = 0
         while not stop.wait(self.settings.heartbeat_seconds):
             beats += 1
             try:
                 self.maintain_heartbeats(job)
                 self.runner.renew_lease()
-                if beats % 3 == 0:
-                    self.collect_abandoned()
             except Exception as error:  # Redis or the database away for a moment: try again
                 self.log.warning("Worker %s: heartbeat failed: %s", self.name, first_line(error))
+            if beats % 3 == 0:
+                self.sweep()
 
-    def collect_abandoned(self) -> None:
-        """RQ retries (or fails) the jobs of its queues whose heartbeats stopped."""
+    # Maintenance ----------------------------------------------------------------------------
+
+    def clean_registries(self) -> None:
+        """RQ's registry upkeep without what would act on a message: the started-registry
+        entries of dead workers are dropped (the sweep, not RQ, runs their shards again), then
+        the database sweep."""
         for queue in self.queues:
-            StartedJobRegistry(queue=queue, serializer=messages.SERIALIZER).cleanup()
+            if queue.acquire_maintenance_lock():
+                drop_abandoned(queue)
+                FinishedJobRegistry(queue=queue).cleanup()
+                FailedJobRegistry(queue=queue).cleanup()
+                worker_registration.clean_worker_registry(queue)
+                queue.intermediate_queue.cleanup(self, queue)
+                queue.release_maintenance_lock()
+        self.sweep()
+        self.last_cleaned_at = now()
+
+    def sweep(self) -> None:
+        """The database sweep, by one worker of the pool at a time."""
+        lock = f"{self.settings.queue}:sweep"
+        try:
+            if not self.connection.set(lock, self.name, nx=True, ex=max(1, self.lease // 2)):
+                return
+            queued = sweep.sweep(self.runner.store, self.connection, self.settings)
+        except (UserError, redis.exceptions.RedisError) as error:
+            self.log.warning("Worker %s: sweep failed: %s", self.name, first_line(error))
+            return
+        if queued:
+            self.log.info("Worker %s: sweep queued %d shard(s) again", self.name, queued)
 
 
-def refusal(job: Job) -> str | None:
-    """Why a message must not run, or None: only the allow-listed functions, with one id."""
-    try:
-        name, args, kwargs = job.func_name, job.args, job.kwargs
-    except Exception as error:  # not JSON, or not an RQ job at all
-        return f"cannot read the message ({type(error).__name__})"
-    if name not in messages.ALLOWED_FUNCTIONS:
-        return f"{name!r} is not a virnucpro function"
-    if kwargs or len(args) != 1 or type(args[0]) is not int:
-        return "a virnucpro message carries exactly one integer id"
-    return None
+def drop_abandoned(queue: Queue) -> None:
+    """Forget the messages of the queue's started registry whose worker stopped heartbeating,
+    unread: no callback, retry or dependent of theirs runs."""
+    registry = StartedJobRegistry(queue=queue)
+    score = current_timestamp()
+    entries = queue.connection.zrangebyscore(registry.key, 0, score)
+    with queue.connection.pipeline() as pipeline:
+        for entry in entries:
+            pipeline.delete(Job.redis_job_namespace_prefix.encode() + entry.split(b":")[0])
+        pipeline.zremrangebyscore(registry.key, 0, score)
+        pipeline.execute()
 
 
 def serve(

@@ -75,21 +75,37 @@ def database_errors(url: str) -> Iterator[None]:
     except DBAPIError as error:
         reason = str(error.orig).strip().splitlines()
         message = reason[0] if reason else type(error.orig).__name__
-        unreachable = isinstance(error, OperationalError) or error.connection_invalidated
+        conflict = _is_conflict(error)
+        unreachable = not conflict and (
+            isinstance(error, OperationalError) or error.connection_invalidated
+        )
         text = redact_text(f"database {redact_url(url)}: {message}", url)
-        raise DatabaseError(text, unreachable=unreachable) from None
+        raise DatabaseError(text, unreachable=unreachable, conflict=conflict) from None
     except SQLAlchemyError as error:
         message = str(error).strip().splitlines()[0]
         raise DatabaseError(redact_text(f"database {redact_url(url)}: {message}", url)) from None
 
 
-class DatabaseError(UserError):
-    """The database cannot be reached (`unreachable`: worth trying again) or refused an
-    operation."""
+# PostgreSQL's serialization failure and deadlock: the transaction was aborted to let another
+# one through, and is worth running again at once.
+CONFLICT_SQLSTATES = ("40001", "40P01")
 
-    def __init__(self, message: str, unreachable: bool = False) -> None:
+
+def _is_conflict(error: DBAPIError) -> bool:
+    if getattr(error.orig, "sqlstate", None) in CONFLICT_SQLSTATES:
+        return True
+    return "database is locked" in str(error.orig)  # SQLite gave up waiting for its lock
+
+
+class DatabaseError(UserError):
+    """The database cannot be reached (`unreachable`: worth trying again after a while),
+    aborted the transaction for another one (`conflict`: worth running again at once), or
+    refused an operation."""
+
+    def __init__(self, message: str, unreachable: bool = False, conflict: bool = False) -> None:
         super().__init__(message)
         self.unreachable = unreachable
+        self.conflict = conflict
 
 
 def patiently(operation: Callable[[], T], patience: float, what: str) -> T:

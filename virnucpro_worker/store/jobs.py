@@ -10,7 +10,7 @@ import math
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, select, update
@@ -43,8 +43,16 @@ class _ShardWriter:
     forms the blocks `predict` would: the results are the same to the last bit. A shard takes
     blocks while it stays within `shard_chunks` chunks (a bigger block gets a shard alone)."""
 
-    def __init__(self, session: Session, job: Job, chunk_size: int, block_bases: int, shard_chunks):
-        self.session, self.job = session, job
+    def __init__(
+        self,
+        session: Session,
+        job: Job,
+        chunk_size: int,
+        block_bases: int,
+        shard_chunks,
+        delivery: datetime | None,
+    ):
+        self.session, self.job, self.delivery = session, job, delivery
         self.chunk_size, self.block_bases, self.shard_chunks = chunk_size, block_bases, shard_chunks
         self.block: list[FastaRecord] = []
         self.block_bases_so_far = self.block_chunks = 0
@@ -93,6 +101,7 @@ class _ShardWriter:
             state=self.job.state,
             attempts=0,
             frames_done=0,
+            lease_expires_at=self.delivery,
         )
         self.session.add(self.shard)
         self.session.flush()
@@ -126,9 +135,14 @@ def create_job(
     shard_chunks: int | None,
     label: str | None = None,
     state: State = State.QUEUED,
+    shard_attempts: int = 1,
+    delivery_seconds: float | None = None,
 ) -> Job:
     """A job and its shards from `records` (checked as they are read: a bad record raises and
-    the caller's transaction stores nothing). `shard_chunks` None: one shard."""
+    the caller's transaction stores nothing). `shard_chunks` None: one shard. Each shard may
+    take `shard_attempts`; a queued shard's message has `delivery_seconds` to reach Redis
+    before a worker's sweep queues it again (None: the job is not queued)."""
+    delivery = None if delivery_seconds is None else now() + timedelta(seconds=delivery_seconds)
     job = Job(
         state=state,
         parameters=parameters,
@@ -140,6 +154,7 @@ def create_job(
         bases=0,
         chunks=0,
         shards=0,
+        shard_attempts=shard_attempts,
         shards_done=0,
         records_done=0,
         frames_done=0,
@@ -149,7 +164,7 @@ def create_job(
     session.add(job)
     session.flush()
     writer = _ShardWriter(
-        session, job, parameters["chunk_size"], parameters["block_bases"], shard_chunks
+        session, job, parameters["chunk_size"], parameters["block_bases"], shard_chunks, delivery
     )
     for record in records:
         writer.add(record)
@@ -189,6 +204,6 @@ def set_state(session: Session, job: Job, state: State, error: str | None = None
         session.execute(
             update(Shard)
             .where(Shard.job_id == job.id, Shard.state.in_([State.QUEUED, State.RUNNING]))
-            .values(state=state, finished_at=now())
+            .values(state=state, finished_at=now(), lease_expires_at=None)
         )
     job.error = error

@@ -84,6 +84,8 @@ class Job(Base):
     bases: Mapped[int] = mapped_column(BigInteger)
     chunks: Mapped[int] = mapped_column(BigInteger)
     shards: Mapped[int] = mapped_column(Integer)
+    # Attempts each shard may take (a failure or a lease that ran out ends one), fixed at submit.
+    shard_attempts: Mapped[int] = mapped_column(Integer, server_default="3")
     shards_done: Mapped[int] = mapped_column(Integer, default=0)
     records_done: Mapped[int] = mapped_column(BigInteger, default=0)
     frames_done: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -99,7 +101,7 @@ class Shard(Base):
     __tablename__ = "shards"
     __table_args__ = (
         UniqueConstraint("job_id", "index"),
-        Index("ix_shards_state_heartbeat_at", "state", "heartbeat_at"),
+        Index("ix_shards_state_lease_expires_at", "state", "lease_expires_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -117,8 +119,11 @@ class Shard(Base):
     device: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    # Renewed by the worker running the shard; a shard whose lease ran out is run again.
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Who has the shard until when: its worker while it runs (renewed by every heartbeat; when it
+    # runs out the shard runs again elsewhere), its message for a grace period while it is
+    # queued (then a sweep checks that the message still waits in Redis). shards.py owns it.
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     provenance: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # this shard's run record
     error: Mapped[str | None] = mapped_column(Text)
 

@@ -1,20 +1,35 @@
-"""A shard's life in the database, which decides who runs what: claimed by one worker under a
-lease that the worker renews, finished or failed by that worker, and the job finalized from
-its shards. A message from Redis only says "look at shard N"; these rules say whether to run it.
+"""A shard's life in the database, which alone decides who runs what and when a job ends.
+
+Every queued or running shard is leased (`Shard.lease_expires_at`): to the worker running it,
+which renews the lease with each heartbeat, or, while it is queued, to its message for a grace
+period. A lease that ran out is acted on by `sweep`, which any worker runs: a running shard
+whose worker stopped answering is queued again (or fails, out of attempts), a queued one is
+handed back to be delivered again. A message from Redis only says "look at shard N"; these
+rules say whether to run it. Attempts are counted here only (`claim_shard`), against the
+number stored with the job at submit.
+
+The job ends in the transaction that ends its last shard, whoever ends it: `finish_shard`,
+`fail_shard`, `sweep`; `cancel_job` wins over all of them. Every transaction that changes both
+a job and its shards locks the job row first (`_lock_job`), then the shards: one order, so
+that they wait for each other instead of deadlocking.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..pipeline.outputs import DEMO_WARNING, run_json_text
 from .jobs import now, set_state
 from .models import FINISHED, Job, Provenance, Shard, State
+
+UNFINISHED = (State.QUEUED, State.RUNNING)
 
 
 @dataclass(frozen=True)
@@ -31,27 +46,50 @@ class Claim:
     model_set: dict[str, Any] | None
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """A queued shard whose message must reach the queue of its job's model set."""
+
+    shard_id: int
+    parameters: dict[str, Any]
+    model_set: dict[str, Any] | None
+
+
+class Failure(StrEnum):
+    """What a failed attempt did to its shard."""
+
+    RETRY = "queued for another attempt"
+    LAST = "failed: no attempt left"
+    LOST = "no longer this worker's"
+
+
+def _lock_job(session: Session, job_id: int) -> Job:
+    """The job row, locked until the transaction ends (PostgreSQL; SQLite locks the whole
+    database for a writer). Always taken before any of its shards."""
+    return session.get(Job, job_id, with_for_update=True, populate_existing=True)
+
+
+def _job_of(session: Session, shard_id: int) -> Job | None:
+    job_id = session.scalar(select(Shard.job_id).where(Shard.id == shard_id))
+    return None if job_id is None else _lock_job(session, job_id)
+
+
 def claim_shard(
     session: Session, shard_id: int, *, worker: str, host: str, device: str, lease: float
 ) -> Claim | None:
-    """Take the shard if nobody else holds it: queued, running under a lease that ran out (its
-    worker died), or running here (this worker's attempt whose failure the database could not
-    record). None when it is finished, cancelled or held by another live worker."""
+    """Take the shard if it is queued and its job goes on: one more attempt, leased to
+    `worker` for `lease` seconds. None when it is finished, cancelled, unknown or leased to a
+    worker (the sweep queues it again if that lease runs out)."""
+    job = _job_of(session, shard_id)
+    if job is None or job.state not in UNFINISHED:
+        return None
     stamp = now()
     taken = session.execute(
         update(Shard)
         .where(
             Shard.id == shard_id,
-            or_(
-                Shard.state == State.QUEUED,
-                and_(
-                    Shard.state == State.RUNNING,
-                    or_(
-                        Shard.heartbeat_at < stamp - timedelta(seconds=lease),
-                        Shard.worker == worker,
-                    ),
-                ),
-            ),
+            Shard.state == State.QUEUED,
+            Shard.attempts < job.shard_attempts,
         )
         .values(
             state=State.RUNNING,
@@ -61,15 +99,15 @@ def claim_shard(
             device=device,
             started_at=stamp,
             heartbeat_at=stamp,
+            lease_expires_at=stamp + timedelta(seconds=lease),
             finished_at=None,
         )
     )
     if taken.rowcount != 1:
         return None
-    shard = session.get(Shard, shard_id)
-    job = session.get(Job, shard.job_id)
     if job.state == State.QUEUED:
         set_state(session, job, State.RUNNING)
+    shard = session.get(Shard, shard_id, populate_existing=True)
     return Claim(
         shard.id,
         job.id,
@@ -82,13 +120,14 @@ def claim_shard(
     )
 
 
-def renew_lease(session: Session, shard_id: int, worker: str) -> bool:
+def renew_lease(session: Session, shard_id: int, worker: str, lease: float) -> bool:
     """Extend the lease; False when the worker no longer holds the shard (it was cancelled,
-    or given to another worker after this one fell silent)."""
+    or queued again after this worker fell silent)."""
+    stamp = now()
     renewed = session.execute(
         update(Shard)
         .where(Shard.id == shard_id, Shard.worker == worker, Shard.state == State.RUNNING)
-        .values(heartbeat_at=now())
+        .values(heartbeat_at=stamp, lease_expires_at=stamp + timedelta(seconds=lease))
     )
     return renewed.rowcount == 1
 
@@ -109,57 +148,155 @@ def pin_model_set(session: Session, job_id: int, model_set: dict[str, Any]) -> d
     return session.scalar(select(Job.model_set).where(Job.id == job_id))
 
 
-def finish_shard(session: Session, shard_id: int, worker: str, provenance: dict[str, Any]) -> bool:
+def finish_shard(
+    session: Session, shard_id: int, worker: str, provenance: dict[str, Any], code: dict[str, Any]
+) -> State | None:
+    """The worker's attempt succeeded: the shard did, and the job with it if it was the last
+    (`code`: the finisher's code_version and software, for run.json). Returns the job's state,
+    None when the shard was no longer this worker's (cancelled, or run again elsewhere)."""
+    job = _job_of(session, shard_id)
+    if job is None:
+        return None
     finished = session.execute(
         update(Shard)
         .where(Shard.id == shard_id, Shard.worker == worker, Shard.state == State.RUNNING)
-        .values(state=State.SUCCEEDED, finished_at=now(), provenance=provenance, error=None)
+        .values(
+            state=State.SUCCEEDED,
+            finished_at=now(),
+            provenance=provenance,
+            error=None,
+            lease_expires_at=None,
+        )
     )
     if finished.rowcount != 1:
-        return False
-    job_id = session.scalar(select(Shard.job_id).where(Shard.id == shard_id))
-    session.execute(update(Job).where(Job.id == job_id).values(shards_done=Job.shards_done + 1))
-    return True
+        return None
+    job.shards_done += 1
+    return _settle(session, job, code)
 
 
-def fail_shard(session: Session, shard_id: int, worker: str, error: str, attempts: int) -> bool:
-    """Record a failed attempt: the shard waits for another (queued) until it has had
-    `attempts`, then it failed. Returns whether that was its last attempt."""
-    shard = session.get(Shard, shard_id)
-    if shard.worker != worker or shard.state != State.RUNNING:
-        return False
-    last = shard.attempts >= attempts
-    shard.state = State.FAILED if last else State.QUEUED
+def fail_shard(
+    session: Session, shard_id: int, worker: str, error: str, delivery: float
+) -> Failure:
+    """Record the worker's failed attempt: the shard is queued again (its message has
+    `delivery` seconds to arrive) while its job allows more attempts; its last one fails the
+    job at once."""
+    job = _job_of(session, shard_id)
+    shard = session.get(Shard, shard_id, populate_existing=True)
+    if shard.worker != worker or shard.state != State.RUNNING or job.state in FINISHED:
+        return Failure.LOST
     shard.error = error
-    shard.finished_at = now() if last else None
-    return last
+    if shard.attempts < job.shard_attempts:
+        shard.state = State.QUEUED
+        shard.lease_expires_at = now() + timedelta(seconds=delivery)
+        return Failure.RETRY
+    shard.state, shard.finished_at, shard.lease_expires_at = State.FAILED, now(), None
+    _settle(session, job, {})
+    return Failure.LAST
 
 
-def cancel_job(session: Session, job: Job) -> None:
-    if job.state not in FINISHED:
+def release_shard(session: Session, shard_id: int, worker: str, delivery: float) -> bool:
+    """Give back a shard this worker claimed but cannot run (another model set): queued again,
+    the attempt not counted (its job is queued again if none of its shards has started).
+    Returns whether it was this worker's to give back."""
+    job = _job_of(session, shard_id)
+    released = session.execute(
+        update(Shard)
+        .where(Shard.id == shard_id, Shard.worker == worker, Shard.state == State.RUNNING)
+        .values(
+            state=State.QUEUED,
+            attempts=Shard.attempts - 1,
+            lease_expires_at=now() + timedelta(seconds=delivery),
+        )
+    )
+    started = exists().where(
+        Shard.job_id == job.id, or_(Shard.state != State.QUEUED, Shard.attempts > 0)
+    )
+    if job.state == State.RUNNING and not session.scalar(select(started)):
+        job.state, job.started_at = State.QUEUED, None
+    return released.rowcount == 1
+
+
+def cancel_job(session: Session, job_id: int) -> Job | None:
+    """Cancel the job unless it has ended: its queued and running shards are cancelled with it
+    (a running one stops at its next block). None for an unknown job."""
+    job = _lock_job(session, job_id)
+    if job is not None and job.state not in FINISHED:
         set_state(session, job, State.CANCELLED, "cancelled")
+    return job
 
 
 def unfinished_jobs(session: Session) -> list[int]:
-    query = select(Job.id).where(Job.state.in_([State.QUEUED, State.RUNNING])).order_by(Job.id)
+    query = select(Job.id).where(Job.state.in_(UNFINISHED)).order_by(Job.id)
     return list(session.scalars(query))
 
 
-def finalize(session: Session, job_id: int, lease: float, code: dict[str, Any]) -> State:
-    """Settle the job from its shards (once every shard has ended; idempotent): succeeded with
-    its run.json, or failed naming the first shard that failed. `code` holds the finalizer's
-    code_version and software. A shard still 'running' under an expired lease was abandoned."""
-    job = session.get(Job, job_id, with_for_update=True)
+def sweep(session: Session, code: dict[str, Any], every_queued: bool = False) -> list[Delivery]:
+    """Act on the leases that ran out, and settle the jobs whose shards have all ended:
+    a running shard whose worker stopped renewing its lease is queued again, or fails its job
+    when it had no attempt left. Returns the queued shards whose delivery is due (with
+    `every_queued`, all queued shards): the caller queues again those whose message is no
+    longer waiting in Redis, then `postpone`s them."""
+    stamp = now()
+    expired = select(Shard.job_id).where(
+        Shard.state == State.RUNNING, Shard.lease_expires_at < stamp
+    )
+    ended = select(Job.id).where(
+        Job.state.in_(UNFINISHED),
+        ~exists().where(Shard.job_id == Job.id, Shard.state.in_(UNFINISHED)),
+    )
+    for job_id in sorted(set(session.scalars(expired)) | set(session.scalars(ended))):
+        job = _lock_job(session, job_id)  # in id order: sweeps never wait on each other in a cycle
+        if job.state in FINISHED:
+            continue
+        _expire_leases(session, job, stamp)
+        _settle(session, job, code)
+    due = [Shard.state == State.QUEUED, Job.state.in_(UNFINISHED)]
+    if not every_queued:
+        due.append(or_(Shard.lease_expires_at.is_(None), Shard.lease_expires_at < stamp))
+    rows = session.execute(
+        select(Shard.id, Job.parameters, Job.model_set)
+        .join(Job)
+        .where(and_(*due))
+        .order_by(Shard.job_id, Shard.index)
+    )
+    return [Delivery(*row) for row in rows]
+
+
+def _expire_leases(session: Session, job: Job, stamp: datetime) -> None:
+    shards = session.scalars(
+        select(Shard).where(
+            Shard.job_id == job.id, Shard.state == State.RUNNING, Shard.lease_expires_at < stamp
+        )
+    )
+    for shard in shards:
+        shard.error = (
+            f"abandoned: worker {shard.worker} stopped renewing its lease (ran out at "
+            f"{shard.lease_expires_at.isoformat(timespec='seconds')})"
+        )
+        if shard.attempts < job.shard_attempts:
+            shard.state, shard.lease_expires_at = State.QUEUED, None  # delivered at once
+        else:
+            shard.state, shard.finished_at, shard.lease_expires_at = State.FAILED, now(), None
+
+
+def postpone(session: Session, shard_ids: Sequence[int], delivery: float) -> None:
+    """The shards' messages were just queued: give them `delivery` seconds to arrive."""
+    if shard_ids:
+        session.execute(
+            update(Shard)
+            .where(Shard.id.in_(shard_ids), Shard.state == State.QUEUED)
+            .values(lease_expires_at=now() + timedelta(seconds=delivery))
+        )
+
+
+def _settle(session: Session, job: Job, code: dict[str, Any]) -> State:
+    """End the locked job if its shards say so (idempotent): failed as soon as a shard has
+    failed, naming it; succeeded, with its run.json, once every shard has."""
     if job.state in FINISHED:
         return State(job.state)
     shards = list(
-        session.scalars(select(Shard).where(Shard.job_id == job_id).order_by(Shard.index))
+        session.scalars(select(Shard).where(Shard.job_id == job.id).order_by(Shard.index))
     )
-    stale = now() - timedelta(seconds=lease)
-    for shard in shards:
-        if shard.state == State.RUNNING and shard.heartbeat_at < stale:
-            shard.state, shard.finished_at = State.FAILED, now()
-            shard.error = f"abandoned: worker {shard.worker} stopped answering"
     failed = next((shard for shard in shards if shard.state == State.FAILED), None)
     if failed is not None:
         error = (

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -20,7 +21,7 @@ from ..pipeline.results import BlockResult
 from ..redact import redact_url
 from ..sequences.fasta import FastaRecord
 from . import schema
-from .engine import database_errors, make_engine, session_factory
+from .engine import DatabaseError, database_errors, make_engine, session_factory
 from .jobs import (
     create_job,
     get_job,
@@ -31,6 +32,9 @@ from .jobs import (
 )
 from .models import Job, Provenance, Shard, State
 from .results import read_blocks, write_block
+
+T = TypeVar("T")
+CONFLICT_TRIES = 8
 
 
 class Store:
@@ -97,6 +101,21 @@ class Store:
         self._require_schema()
         with database_errors(self.url), self.sessions.begin() as session:
             yield session
+
+    def transaction(self, operation: Callable[[Session], T]) -> T:
+        """`operation(session)` in a transaction of its own, run again (a few times, after a
+        short random pause) when the database aborted it in favour of a concurrent one (a
+        deadlock or serialization failure; SQLite's lock timeout)."""
+        tries = 1
+        while True:
+            try:
+                with self.session() as session:
+                    return operation(session)
+            except DatabaseError as error:
+                if not error.conflict or tries == CONFLICT_TRIES:
+                    raise
+            time.sleep(random.uniform(0, 0.05 * tries))
+            tries += 1
 
     # Jobs ------------------------------------------------------------------------------------
 
