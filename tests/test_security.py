@@ -4,18 +4,25 @@ Redis and database URLs never leave the process."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import pickle
 import shutil
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
+import redis as redis_client
 import torch
-from rq import Queue
+from rq import Callback, Queue, Retry
 from rq.registry import FailedJobRegistry
+from rq.webhook import Webhook
 from services import RedisServer, Workers
 from sqlalchemy import text
 
@@ -73,39 +80,169 @@ def test_a_dnabert_bin_with_a_payload_is_refused_and_never_runs(demo_models, tmp
 
 
 # Nothing but a shard id through Redis --------------------------------------------------------
+#
+# One worker serves a queue planted with every poison of issue 23 (and a real job); each test
+# below checks what became of one of them.
+
+DEMO_QUEUE = "virnucpro-500-demo"
+CALLBACK = "poison_callbacks.mark"  # tests/poison_callbacks.py: leaves a marker if ever called
 
 
-def test_a_worker_refuses_every_message_but_a_shard_id(demo_models, tmp_path, database_url):
-    redis = RedisServer(tmp_path / "redis").start()
-    workers = Workers(redis.url, database_url, demo_models.folder, lease_seconds=3)
-    marker = tmp_path / "PWNED"
+class Requests(http.server.BaseHTTPRequestHandler):
+    received: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self.received.append(self.path)
+        self.send_response(200)
+        self.end_headers()
+
+    do_POST = do_GET
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@dataclass
+class Poisoned:
+    """What a burst worker left of a queue full of poison."""
+
+    output: str
+    redis: redis_client.Redis
+    markers: Path
+    webhook_requests: list[str]
+    job_state: str
+
+    def refusals_of(self, message_id: str) -> list[str]:
+        return [line for line in self.output.splitlines() if f"message {message_id!r}" in line]
+
+    def gone(self, key: str | bytes) -> bool:
+        return not self.redis.exists(key)
+
+
+@pytest.fixture(scope="module")
+def poisoned(demo_models, tmp_path_factory) -> Iterator[Poisoned]:
+    tmp = tmp_path_factory.mktemp("poison")
+    server = RedisServer(tmp / "redis").start()
+    hooks = http.server.HTTPServer(("127.0.0.1", 0), Requests)
+    threading.Thread(target=hooks.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{hooks.server_port}/hook"
+    webhooks = [Webhook(url, "finished", method="POST"), Webhook(url, "failed", method="POST")]
+    markers = tmp / "markers"
+    markers.mkdir()
+    database = f"sqlite:///{tmp / 'db.sqlite'}"
     try:
-        connection = messages.connect(redis.url)
-        name = messages.queue_name("virnucpro", 500)
-        pickled = Queue(name, connection=connection)  # RQ's default serializer: pickle
-        pickled.enqueue("os.system", f"touch {marker}", job_id="pickled")
-        json_queue = Queue(name, connection=connection, serializer=messages.SERIALIZER)
-        json_queue.enqueue("os.system", f"touch {marker}", job_id="not-allowed")
-        json_queue.enqueue(messages.RUN_SHARD, "1; drop table jobs", job_id="not-an-id")
-        json_queue.enqueue(messages.RUN_SHARD, 1, extra=True, job_id="extra-argument")
-        client = Client(redis.url, database_url, Settings(block_bases=4000))
+        connection = messages.connect(server.url)
+        pickled = Queue(DEMO_QUEUE, connection=connection)  # RQ's default serializer: pickle
+        pickled.enqueue("os.system", f"touch {markers / 'pickled'}", job_id="pickled")
+        plain = Queue(DEMO_QUEUE, connection=connection, serializer=messages.SERIALIZER)
+        plain.enqueue("os.system", f"touch {markers / 'os'}", job_id="not-allowed")
+        plain.enqueue(messages.RUN_SHARD, "1; drop table jobs", job_id="not-an-id")
+        plain.enqueue(messages.RUN_SHARD, 1, extra=True, job_id="extra-argument")
+        plain.enqueue(
+            messages.RUN_SHARD,
+            999_999,
+            job_id="with-callbacks",
+            on_success=Callback(CALLBACK),
+            on_failure=Callback(CALLBACK),
+            on_stopped=Callback(CALLBACK),
+            webhooks=webhooks,
+        )
+        plain.enqueue(
+            "os.system",
+            "true",
+            job_id="retry-bomb",
+            retry=Retry(max=100_000),
+            on_failure=Callback(CALLBACK),
+            webhooks=webhooks,
+        )
+        plain.enqueue(messages.RUN_SHARD, 999_998, job_id="bad-date")
+        connection.hset("rq:job:bad-date", "created_at", "the day before yesterday")
+        connection.hset(b"rq:job:\xff\xfeid", "data", b"not even json")
+        connection.rpush(f"rq:queue:{DEMO_QUEUE}", b"\xff\xfeid")
+        connection.set("rq:job:wrong-type", "a string, not a hash")
+        connection.rpush(f"rq:queue:{DEMO_QUEUE}", "wrong-type")
+        # A message with a dependent that must never be enqueued.
+        plain.enqueue(messages.RUN_SHARD, 999_997, job_id="has-dependents")
+        dependent = plain.enqueue(messages.RUN_SHARD, 999_996, job_id="dependent", at_front=False)
+        plain.remove(dependent)
+        connection.sadd("rq:job:has-dependents:dependents", "dependent")
+        # A started-registry entry of a "dead worker", whose message names a failure callback.
+        plain.enqueue(
+            messages.RUN_SHARD, 999_995, job_id="planted-started", on_failure=Callback(CALLBACK)
+        )
+        plain.remove("planted-started")
+        connection.zadd(f"rq:wip:{DEMO_QUEUE}", {"planted-started:execution": 1})
+
+        client = Client(server.url, database, Settings(block_bases=4000))
         job = client.submit(DEMO_INPUT, 500, demo=True)
-        workers.run_burst()
-        assert not marker.exists()
-        failed = FailedJobRegistry(queue=json_queue)
-        assert set(failed.get_job_ids()) == {
-            "pickled",
-            "not-allowed",
-            "not-an-id",
-            "extra-argument",
-        }
-        for message_id in ("not-allowed", "not-an-id", "extra-argument"):
-            job_message = json_queue.fetch_job(message_id)
-            assert "refused" in job_message.latest_result().exc_string
-        assert client.status(job).state == "succeeded"  # and the worker went on
+        workers = Workers(server.url, database, demo_models.folder, lease_seconds=3)
+        workers.env["PYTHONPATH"] = str(Path(__file__).parent)
+        workers.env["VIRNUCPRO_TEST_MARKERS"] = str(markers)
+        output = workers.run_burst()
+        yield Poisoned(
+            output, connection, markers, list(Requests.received), client.status(job).state
+        )
     finally:
-        workers.stop()
-        redis.kill()
+        hooks.shutdown()
+        server.kill()
+
+
+def test_the_worker_went_on_through_every_poison(poisoned):
+    assert poisoned.job_state == "succeeded"
+    assert "Traceback" not in poisoned.output and "unhandled exception" not in poisoned.output
+
+
+@pytest.mark.parametrize(
+    "message_id", ["pickled", "not-allowed", "not-an-id", "extra-argument", "retry-bomb"]
+)
+def test_a_message_that_is_not_a_shard_id_is_refused_once_and_deleted(poisoned, message_id):
+    assert len(poisoned.refusals_of(message_id)) == 1, poisoned.output
+    assert poisoned.gone(f"rq:job:{message_id}")
+    failed = FailedJobRegistry(DEMO_QUEUE, connection=poisoned.redis)
+    assert message_id not in failed.get_job_ids()
+    assert not any(poisoned.markers.iterdir())  # nothing it asked for ran
+
+
+def test_callbacks_carried_by_an_allowed_message_are_never_called(poisoned):
+    assert not (poisoned.markers / "called-by-with-callbacks").exists()
+    assert "nothing to do" in poisoned.output  # the shard id itself was looked up
+
+
+def test_a_failure_callback_of_a_planted_started_registry_entry_is_never_called(poisoned):
+    assert not (poisoned.markers / "called-by-planted-started").exists()
+    assert poisoned.gone("rq:job:planted-started")
+    assert poisoned.redis.zcard(f"rq:wip:{DEMO_QUEUE}") == 0
+
+
+def test_webhooks_carried_by_messages_are_never_sent(poisoned):
+    assert poisoned.webhook_requests == []
+
+
+def test_a_retry_setting_is_never_honoured(poisoned):
+    assert len(poisoned.refusals_of("retry-bomb")) == 1
+    assert not (poisoned.markers / "called-by-retry-bomb").exists()
+    assert poisoned.redis.zcard(f"rq:scheduled:{DEMO_QUEUE}") == 0
+
+
+def test_dependents_of_a_message_are_never_enqueued(poisoned):
+    assert "dependent" not in [
+        raw.decode() for raw in poisoned.redis.lrange(f"rq:queue:{DEMO_QUEUE}", 0, -1)
+    ]
+    assert "999996" not in poisoned.output
+
+
+@pytest.mark.parametrize(
+    "key, shown",
+    [
+        ("rq:job:bad-date", "'bad-date'"),
+        (b"rq:job:\xff\xfeid", "b'\\xff\\xfeid'"),
+        ("rq:job:wrong-type", "'wrong-type'"),
+    ],
+)
+def test_a_malformed_message_is_logged_once_and_removed(poisoned, key, shown):
+    lines = [line for line in poisoned.output.splitlines() if f"refused message {shown}" in line]
+    assert len(lines) == 1, poisoned.output
+    assert poisoned.gone(key)
 
 
 # Record ids cannot corrupt the outputs -------------------------------------------------------
