@@ -6,14 +6,14 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from models_for_tests import DemoModels, model_args
 from rq.job import Job
 from services import RedisServer, Workers
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from virnucpro_worker.errors import UserError
 from virnucpro_worker.interfaces.cli import main
@@ -420,3 +420,142 @@ def test_rq_s_own_command_line_runs_the_gpu_worker(service, demo_models, tmp_pat
     assert_same_results(
         tmp_path / "rq", in_process(demo_models, DEMO_INPUT, tmp_path / "local", monkeypatch)
     )
+
+
+def test_a_message_for_a_shard_leased_elsewhere_is_not_lost_when_that_lease_runs_out(service):
+    """Issue 23 (1), made deterministic: a message arrives for a shard whose database lease is
+    still live, held by a worker that is gone (as when RQ's registry cleanup, scoring in whole
+    seconds, re-enqueued it early). A live worker takes the message at once and leaves the
+    shard alone; once the lease runs out, the sweep queues it again and the job succeeds, with
+    no `recover`."""
+    job = service.client.submit(DEMO_INPUT, 500, demo=True, shard_chunks=10**9)
+    (shard,) = service.shards(job)
+    lease_until(service, shard.id, timedelta(hours=1), state="running", attempts=1, worker="gone")
+    worker = service.workers.start()
+    connection = messages.connect(service.redis.url)
+    message = Job.fetch(
+        messages.shard_message_id(shard.id), connection=connection, serializer=messages.SERIALIZER
+    )
+    deadline = time.monotonic() + 60
+    while message.get_status(refresh=True) != "finished":  # consumed, and the shard left alone
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert service.shards(job)[0].worker == "gone"
+    ends = lease_until(service, shard.id, timedelta(seconds=2))  # the gone worker's lease ends
+    assert service.client.wait(job, timeout=60).state == "succeeded"
+    worker.send_signal(signal.SIGTERM)
+    output, _ = worker.communicate(timeout=30)
+    assert f"shard {shard.id}: ended, cancelled or leased to a worker; nothing to do" in output
+    assert "sweep queued 1 shard(s) again" in output
+    (shard,) = service.shards(job)
+    assert shard.attempts == 2 and shard.worker != "gone"
+    started = shard.started_at.replace(tzinfo=shard.started_at.tzinfo or UTC)  # SQLite: naive
+    assert started >= ends  # run again once the lease ran out, not before
+
+
+def lease_until(service: Service, shard_id: int, left: timedelta, **values) -> datetime:
+    ends = datetime.now(UTC) + left
+    with service.store.session() as session:
+        session.execute(
+            update(Shard).where(Shard.id == shard_id).values(lease_expires_at=ends, **values)
+        )
+    return ends
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_cancel_racing_first_claims_always_wins_and_never_deadlocks(
+    redis_server, database_url, tmp_path
+):
+    """Issue 23 (3): 30 rounds of a cancel at the same moment as the first claims of a job's
+    shards. Job and shard rows are locked in one order: never a deadlock, and the job always
+    ends cancelled with none of its shards still claimable."""
+    from virnucpro_worker.store.shards import holds
+
+    settings = Settings(block_bases=BLOCK_BASES, shard_chunks=1)
+    client = Client(redis_server.url, database_url, settings)
+    source = many_contigs(tmp_path / "in.fa", 12)
+    for _ in range(30):
+        job = client.submit(source, 500, demo=True)
+        shards = [shard.id for shard in client.store.shards(job)][:3]
+        assert race_cancel_and_claims(client, job, shards) == []
+        assert client.status(job).state == "cancelled"
+        with client.store.session() as session:
+            assert not any(holds(session, s, f"w{s}") for s in shards)
+        assert {shard.state for shard in client.store.shards(job)} == {"cancelled"}
+
+
+def race_cancel_and_claims(client: Client, job: int, shards: list[int]) -> list[BaseException]:
+    """Cancel the job and claim its shards at the same moment, each from its own thread;
+    returns what they raised."""
+    from virnucpro_worker.store.shards import claim_shard
+
+    start = threading.Barrier(len(shards) + 1)
+    errors: list[BaseException] = []
+
+    def claim(shard_id: int) -> None:
+        start.wait()
+        try:
+            client.store.transaction(
+                lambda session: claim_shard(
+                    session, shard_id, worker=f"w{shard_id}", host="h", device="cpu", lease=30
+                )
+            )
+        except BaseException as error:
+            errors.append(error)
+
+    def cancel() -> None:
+        start.wait()
+        try:
+            client.cancel(job)
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=claim, args=(shard_id,)) for shard_id in shards]
+    threads.append(threading.Thread(target=cancel))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+def test_sigterm_stops_an_idle_worker_within_5_seconds_and_quietly(service):
+    """Issue 23 (4) and 24 (7): an idle worker (and a burst worker at its end) stops promptly,
+    without waiting on RQ's command-channel thread, and prints no traceback."""
+    for _ in range(3):
+        worker = service.workers.start()
+        wait_for_workers(service, 1)
+        time.sleep(0.5)
+        asked = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        output, _ = worker.communicate(timeout=60)
+        stopped_in = time.monotonic() - asked
+        assert worker.returncode == 0 and "Traceback" not in output, output
+        assert stopped_in < 5, f"stopped {stopped_in:.1f} s after SIGTERM"
+        service.workers.processes.remove(worker)
+        wait_until_no_workers(service)
+    burst = service.workers.start("--burst")
+    lines = iter(burst.stdout.readline, "")
+    assert any("done, quitting" in line for line in lines)
+    quitting = time.monotonic()
+    rest = "".join(lines)
+    assert burst.wait(timeout=60) == 0
+    assert time.monotonic() - quitting < 5 and "Traceback" not in rest
+
+
+def test_sigterm_stops_a_busy_worker_after_its_block_and_another_finishes_the_shard(
+    service, tmp_path, demo_models, monkeypatch
+):
+    job = one_long_shard(service, tmp_path)
+    busy = service.workers.start()
+    wait_running(service, job)
+    busy.send_signal(signal.SIGTERM)
+    output, _ = busy.communicate(timeout=30)
+    assert busy.returncode == 0 and "the worker is stopping; given back" in output, output
+    (shard,) = service.shards(job)
+    assert shard.state == "queued" and shard.attempts == 0  # given back, not counted
+    service.workers.start()
+    assert service.client.wait(job, timeout=120).state == "succeeded"
+    service.client.write_outputs(job, tmp_path / "queue")
+    expected = in_process(demo_models, tmp_path / "long.fa", tmp_path / "local", monkeypatch)
+    assert_same_results(tmp_path / "queue", expected)
