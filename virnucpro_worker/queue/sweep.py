@@ -29,10 +29,12 @@ def sweep(
     code = {"code_version": code_version(), "software": software()}
     due = store.transaction(lambda session: sweep_database(session, code, every_queued))
     by_queue: dict[str, list[int]] = {}
+    first_queues = set()  # before a job's model set is pinned, its messages went there
     for delivery in due:
         name = messages.job_queue_name(settings.queue, delivery.parameters, delivery.model_set)
         by_queue.setdefault(name, []).append(delivery.shard_id)
-    present = messages.waiting(connection, by_queue)
+        first_queues.add(messages.job_queue_name(settings.queue, delivery.parameters, None))
+    present = messages.waiting(connection, first_queues | set(by_queue))
     queued: list[int] = []
     for name, shard_ids in by_queue.items():
         missing = [shard_id for shard_id in shard_ids if shard_id not in present]

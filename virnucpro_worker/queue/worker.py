@@ -165,7 +165,8 @@ class GpuWorker(SimpleWorker):
         while not stop.wait(self.settings.heartbeat_seconds):
             beats += 1
             try:
-                self.maintain_heartbeats(job)
+                if self.execution is not None:  # None once RQ has ended the job
+                    self.maintain_heartbeats(job)
                 self.runner.renew_lease()
             except Exception as error:  # Redis or the database away for a moment: try again
                 self.log.warning("Worker %s: heartbeat failed: %s", self.name, first_line(error))
