@@ -559,3 +559,12 @@ def test_sigterm_stops_a_busy_worker_after_its_block_and_another_finishes_the_sh
     service.client.write_outputs(job, tmp_path / "queue")
     expected = in_process(demo_models, tmp_path / "long.fa", tmp_path / "local", monkeypatch)
     assert_same_results(tmp_path / "queue", expected)
+
+
+def test_after_redis_lost_its_data_the_workers_queue_the_shards_again(service):
+    """No `recover`: a worker's sweep finds the queued shards whose messages are gone."""
+    job = service.client.submit(DEMO_INPUT, 500, demo=True)
+    service.redis.forget()
+    service.redis.start()
+    service.workers.start()
+    assert service.client.wait(job, timeout=120).state == "succeeded"
