@@ -55,9 +55,11 @@ class Settings:
     # last bits (which frames share a batch): a queued job cuts shards at these boundaries
     # so that its results equal `predict`'s with the same value.
     block_bases: int = 2_000_000
-    shard_attempts: int = 3  # a shard that fails this often fails its job
+    shard_attempts: int = 3  # a shard that fails this often fails its job (kept with the job)
     shard_timeout: int = 6 * 3600  # seconds one attempt may take
-    lease_seconds: float = 30.0  # a running shard not renewed for this long is run again
+    # A running shard not renewed for this long is run again; a queued one whose message has
+    # not reached Redis after this long gets a new message.
+    lease_seconds: float = 30.0
     heartbeat_seconds: float = 5.0  # how often a worker renews its leases
     database_patience: float = 300.0  # seconds a worker waits for an unreachable database
     max_input_bytes: int = 64 << 30

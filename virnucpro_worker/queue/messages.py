@@ -260,7 +260,7 @@ def cancel_messages(connection: redis.Redis, shard_ids: Sequence[int]) -> None:
     cancelled; later deliveries are dropped the same way when taken)."""
     for shard_id in shard_ids:
         with contextlib.suppress(NoSuchJobError):
-            job = Job.fetch(
+            job = ShardMessage.fetch(
                 shard_message_id(shard_id), connection=connection, serializer=SERIALIZER
             )
             if job.get_status(refresh=False) in ("queued", "deferred", "scheduled"):

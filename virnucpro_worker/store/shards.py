@@ -170,7 +170,9 @@ def finish_shard(
     )
     if finished.rowcount != 1:
         return None
-    job.shards_done += 1
+    job.shards_done += 1  # counts succeeded shards exactly: a shard succeeds once
+    if job.shards_done < job.shards:
+        return State(job.state)
     return _settle(session, job, code)
 
 
