@@ -170,6 +170,7 @@ class GpuWorker(SimpleWorker):
                 self.runner.renew_lease()
             except Exception as error:  # Redis or the database away for a moment: try again
                 self.log.warning("Worker %s: heartbeat failed: %s", self.name, first_line(error))
+                continue  # no sweep until this worker's own lease is renewed: it would expire it
             if beats % 3 == 0:
                 self.sweep()
 
