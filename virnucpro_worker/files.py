@@ -12,6 +12,7 @@ import signal
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
@@ -47,11 +48,42 @@ def atomic_write(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
 
 
 def sha256_of(path: Path) -> str:
+    """The file's sha256, computed once per process for each version of the file."""
+    return sha256_started(path).result()
+
+
+def sha256_started(path: Path) -> Future[str]:
+    """The file's sha256, computed in a thread (hashlib releases the GIL), so that a caller can
+    read the file meanwhile. A digest is kept under the file's identity (device, inode, size,
+    modification and change times, as git's index keys them): a changed file is hashed again."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    identity = (str(path), stat.st_dev, stat.st_ino, stat.st_size)
+    identity += (stat.st_mtime_ns, stat.st_ctime_ns)
+    with _digests_lock:
+        digest = _digests.get(identity)
+        if digest is None:
+            digest = _digests[identity] = _hashers.submit(_sha256, path)
+            digest.add_done_callback(lambda done: done.exception() and _forget(identity))
+    return digest
+
+
+def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
+        for block in iter(lambda: handle.read(1 << 22), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _forget(identity: tuple[object, ...]) -> None:
+    with _digests_lock:
+        _digests.pop(identity, None)
+
+
+_digests: dict[tuple[object, ...], Future[str]] = {}
+_digests_lock = threading.Lock()
+_hashers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sha256")
 
 
 def check_writable_folder(folder: Path) -> None:

@@ -21,6 +21,7 @@ from ..models.model_files import ModelFiles
 from ..sequences.chunking import CHUNK_SIZES
 from ..sequences.sources import Source, records_of
 from ..sequences.translation import KeptFrame
+from ..timing import Stopwatch
 from .prediction import Prediction, predict
 from .stream import StreamProgress, predict_stream
 
@@ -52,21 +53,28 @@ class LoadedModels:
     device: torch.device
     dtype: torch.dtype
     encoders: dict[str, tuple[Encoder, Encoder]] = field(default_factory=dict)
+    load_seconds: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def load(cls, files: ModelFiles, device: torch.device, dtype: torch.dtype) -> LoadedModels:
         log.info("loading models on %s in %s", device, dtype_name(dtype))
+        clock = Stopwatch()
         by_path: dict[str, ClassifierModel] = {}
         for path in files.classifiers.values():
             by_path.setdefault(path, load_classifier(path, device))
-        return cls(
-            files,
-            load_esm2(files.esm, device, dtype),
-            load_dnabert(Path(files.dnabert), device, dtype),
-            {size: by_path[path] for size, path in files.classifiers.items()},
-            device,
-            dtype,
+        clock.lap("classifiers")
+        esm = load_esm2(files.esm, device, dtype)
+        clock.lap("esm2")
+        dnabert = load_dnabert(Path(files.dnabert), device, dtype)
+        clock.lap("dnabert_s")
+        classifiers = {size: by_path[path] for size, path in files.classifiers.items()}
+        seconds = clock.seconds | {f"esm2_{k}": v for k, v in esm.load_seconds.items()}
+        log.info(
+            "models loaded in %.1f s (%s)",
+            sum(clock.seconds.values()),
+            ", ".join(f"{name} {value:.1f} s" for name, value in seconds.items()),
         )
+        return cls(files, esm, dnabert, classifiers, device, dtype, load_seconds=seconds)
 
     def encoders_for(self, attention: str) -> tuple[Encoder, Encoder]:
         """(ESM-2 encoder, DNABERT-S encoder) of the named backend."""
