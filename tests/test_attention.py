@@ -20,9 +20,9 @@ from models_for_tests import (
 )
 
 from virnucpro_flash_varlen.encoders import PackedEsmEncoder
-from virnucpro_worker.attention.fused_ops import _triton_fused
 from virnucpro_flash_varlen.packed_esm2 import PackedEsm2
 from virnucpro_v1_bmm.encoder import FairEsmEncoder
+from virnucpro_worker.attention.fused_ops import _triton_fused
 from virnucpro_worker.attention.hookspecs import EncoderSettings, hookimpl
 from virnucpro_worker.attention.kernels import (
     KERNELS,

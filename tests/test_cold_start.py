@@ -20,8 +20,8 @@ def test_a_run_imports_no_compiler(demo_models):
         import virnucpro_worker
         predictor = virnucpro_worker.load_models(models={str(demo_models.folder)!r}, device="cpu")
         predictor.predict([("r1", "ATG" * 200)], chunk_size=500)
-        loaded = [name for name in ("torch._dynamo", "torch._inductor", "sympy") if name in sys.modules]
-        print(",".join(loaded))
+        compilers = ("torch._dynamo", "torch._inductor", "sympy")
+        print(",".join(name for name in compilers if name in sys.modules))
         """
     )
     result = subprocess.run(

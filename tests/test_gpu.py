@@ -21,9 +21,9 @@ from models_for_tests import (
 )
 
 from virnucpro_flash_varlen.encoders import PackedEsmEncoder
-from virnucpro_worker.attention.fused_ops import exact_gelu, residual_add_layer_norm
 from virnucpro_v1_bmm.encoder import FairEsmEncoder
 from virnucpro_worker.attention.encoding import EncoderSettings
+from virnucpro_worker.attention.fused_ops import exact_gelu, residual_add_layer_norm
 from virnucpro_worker.attention.kernels import select_kernel, usable_kernels
 from virnucpro_worker.interfaces.cli import main
 from virnucpro_worker.models.dnabert import (

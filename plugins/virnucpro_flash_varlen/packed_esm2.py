@@ -11,15 +11,14 @@ import torch
 from esm.model.esm2 import ESM2
 from torch import nn
 
-from virnucpro_worker.attention.kernels import AttentionKernel
-from virnucpro_worker.attention.packing import Pack, segment_sum
-from virnucpro_worker.attention.rotary import rotary_tables
-
 from virnucpro_worker.attention.fused_ops import (
     add_layer_norm,
     exact_gelu,
     residual_add_layer_norm,
 )
+from virnucpro_worker.attention.kernels import AttentionKernel
+from virnucpro_worker.attention.packing import Pack, segment_sum
+from virnucpro_worker.attention.rotary import rotary_tables
 
 MASK_RATIO_TRAIN = 0.15 * 0.8  # fair-esm's token-dropout constant, applied even in eval
 

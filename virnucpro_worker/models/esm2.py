@@ -93,7 +93,8 @@ def load_esm2(
     the network is built without initialising its weights (fair-esm's random initialisation
     of 3B weights took half a minute, only to be overwritten: models/meta.py), takes the
     memory-mapped checkpoint tensors as they are, and they go to the device in the
-    checkpoint's dtype and are cast there, while a thread hashes the file. Each value is rounded once, from the checkpoint's dtype to `dtype`, as before."""
+    checkpoint's dtype and are cast there, while a thread hashes the file. Each value is
+    rounded once, from the checkpoint's dtype to `dtype`, as before."""
     path = resolve_checkpoint(name_or_path)
     clock = Stopwatch()
     digest = sha256_started(path)  # hashed while the file is read
