@@ -47,6 +47,9 @@ class Settings:
     device: str | None = None  # None: CUDA when available, else the CPU
     dtype: str | None = None  # None: bf16 on CUDA, fp32 on the CPU
     cache: str | None = None  # the demo models are built here once; default ~/.cache/virnucpro
+    # Triton's compiled kernels (TRITON_CACHE_DIR); None: Triton's default, ~/.triton/cache.
+    # A fresh folder costs each process seconds of compiling before its first block.
+    triton_cache: str | None = None
     database_url: str | None = None  # default: SQLite in ~/.local/share/virnucpro
     redis_url: str = "redis://127.0.0.1:6379/0"
     queue: str = "virnucpro"  # shards go to queue "<queue>-<chunk size>"
@@ -196,7 +199,7 @@ def _model_settings(levels: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     return {}
 
 
-_PATHS = ("models", "esm", "dnabert", "classifier", "cache")
+_PATHS = ("models", "esm", "dnabert", "classifier", "cache", "triton_cache")
 
 
 def _expand_home(path: str, environ: Mapping[str, str]) -> str:

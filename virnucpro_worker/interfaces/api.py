@@ -50,12 +50,20 @@ def load_models(
     return load_predictor(load_settings(options, os.environ))
 
 
-def load_predictor(settings: Settings) -> Predictor:
-    """The model set `settings` name, loaded (the CLI and the worker share this)."""
+def load_predictor(settings: Settings, warm_up: bool = False) -> Predictor:
+    """The model set `settings` name, loaded (the CLI and the worker share this); with
+    `warm_up`, its kernels compiled before it returns (a worker, before it takes work)."""
     from ..pipeline.predictor import ModelChoice, Predictor
+    from ..pipeline.warmup import warm_up as run_warm_up
 
+    if settings.triton_cache:  # Triton reads its cache folder from the environment only
+        os.environ["TRITON_CACHE_DIR"] = settings.triton_cache
     files = settings.model_files()
-    return Predictor.load(ModelChoice(files, settings.attention, settings.device, settings.dtype))
+    choice = ModelChoice(files, settings.attention, settings.device, settings.dtype)
+    predictor = Predictor.load(choice)
+    if warm_up:
+        run_warm_up(predictor)
+    return predictor
 
 
 def environment_settings() -> Settings:

@@ -397,7 +397,8 @@ def _worker(args: argparse.Namespace) -> int:
     with messages.redis_errors(settings.redis_url):
         messages.connect(settings.redis_url).ping()
     Store(settings.database_url).jobs()  # the database answers, its schema is current
-    predictor = load_predictor(settings)  # once: every shard of every job reuses it
+    # Once, kernels compiled: every shard of every job reuses it, the first as fast as the rest.
+    predictor = load_predictor(settings, warm_up=True)
     _cpu_threads(args.workers)
     queues = [args.queue_name] if args.queue_name else None
     return serve(settings, predictor, queues, burst=args.burst)

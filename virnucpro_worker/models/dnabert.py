@@ -347,6 +347,7 @@ class DnabertEncoder:
         self.model = model
         self.settings = settings
         self.kernel = kernel.name
+        self.token_budget = settings.token_budget
         self._attention = kernel
         model.module.to(device=settings.device, dtype=settings.dtype)
 
@@ -359,7 +360,7 @@ class DnabertEncoder:
         device = self.settings.device
         means = MeansInInputOrder(len(token_lists), hidden)
         with torch.inference_mode():
-            for order in plan_packs([len(t) for t in token_lists], self.settings.token_budget):
+            for order in plan_packs([len(t) for t in token_lists], self.token_budget):
                 pack = build_pack(order, token_lists, pin=device.type == "cuda").to(device)
                 states = self.model.module.forward_packed(pack, self._attention)
                 means.add(order, segment_mean(states, pack))

@@ -23,7 +23,7 @@ from ..sequences.sources import Source, records_of
 from ..sequences.translation import KeptFrame
 from ..timing import Stopwatch
 from .prediction import Prediction, predict
-from .stream import StreamProgress, predict_stream
+from .stream import FRAMES_PER_STEP, StreamProgress, predict_stream
 
 if TYPE_CHECKING:
     from .results import BlockResult
@@ -183,6 +183,14 @@ class Predictor:
             "kernels": {
                 "esm2": self.protein_encoder.kernel,
                 "dnabert_s": self.nucleotide_encoder.kernel,
+            },
+            # With the kernels, dtype, device and `block_bases`: what decides the last bits.
+            "packing": {
+                "frames_per_step": FRAMES_PER_STEP,
+                "token_budget": {
+                    "esm2": self.protein_encoder.token_budget,
+                    "dnabert_s": self.nucleotide_encoder.token_budget,
+                },
             },
             "dtype": dtype_name(models.dtype),
             "device": device_description(models.device),

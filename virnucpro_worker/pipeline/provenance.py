@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import platform
 import subprocess
 from datetime import UTC, datetime
@@ -32,9 +33,11 @@ def _git(source: Path, *arguments: str) -> str:
     ).stdout.strip()
 
 
+@functools.cache
 def code_version() -> str:
     """The package version, plus the git commit when the code runs from its own checkout (not
-    from an installed copy that happens to sit inside some other repository)."""
+    from an installed copy that happens to sit inside some other repository). Looked up once
+    per process: what runs is the code imported at its start."""
     source = Path(__file__).resolve().parents[2]
     try:
         if Path(_git(source, "rev-parse", "--show-toplevel")).resolve() != source:
@@ -46,7 +49,8 @@ def code_version() -> str:
     return f"{__version__}+g{commit}{'.dirty' if dirty else ''}"
 
 
-def software() -> dict[str, str]:
+@functools.cache
+def _software() -> tuple[tuple[str, str], ...]:
     versions = {"python": platform.python_version(), "torch": torch.__version__}
     for package in ("fair-esm", "tokenizers", "triton", "flash-attn"):  # what computes results
         try:
@@ -55,7 +59,12 @@ def software() -> dict[str, str]:
             continue
     if torch.version.cuda:
         versions["cuda"] = torch.version.cuda
-    return versions
+    return tuple(versions.items())
+
+
+def software() -> dict[str, str]:
+    """The versions of what computes results (looked up once per process)."""
+    return dict(_software())
 
 
 def now() -> str:
