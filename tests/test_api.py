@@ -134,6 +134,28 @@ def test_prediction_write_is_byte_identical_to_the_cli(demo_models, predictor, t
     assert api_run["models"] == cli_run["models"] and api_run["counts"] == cli_run["counts"]
 
 
+def test_the_api_embeds_blocks_of_the_configured_size_as_the_cli_does(
+    demo_models, tmp_path, monkeypatch
+) -> None:
+    """`block_bases` decides which frames share a pack, and so the last bits on a GPU: the API
+    takes it from the settings, as `predict` and a queued job do, and run.json records it."""
+    monkeypatch.setenv("VIRNUCPRO_BLOCK_BASES", "3000")
+    fasta = tmp_path / "in.fa"
+    fasta.write_text("".join(f">{name}\n{sequence}\n" for name, sequence in coding_records()))
+    cli = ["predict", str(fasta), "--chunk-size", "500", "--out", str(tmp_path / "cli")]
+    assert main([*cli, "--no-progress", *model_args(demo_models)]) == 0
+    predictor = virnucpro_worker.load_models(models=demo_models.folder)
+    blocks = list(predictor.predict_stream(fasta, 500))
+    assert len(blocks) > 1 and all(sum(r.length for r in b.records) < 6000 for b in blocks)
+    predictor.predict(fasta, 500).write(tmp_path / "api")
+    for name in RESULT_FILES:
+        assert (tmp_path / "api" / name).read_bytes() == (tmp_path / "cli" / name).read_bytes()
+    for where in ("api", "cli"):
+        run = json.loads((tmp_path / where / RUN_FILE).read_text())
+        assert run["block_bases"] == 3000
+        assert set(run["packing"]["token_budget"]) == {"esm2", "dnabert_s"}
+
+
 def test_the_stream_yields_whole_records_in_order(predictor, tmp_path, monkeypatch) -> None:
     """Blocks of whole records, ordinals continuing across blocks from `first_index`,
     progress after each block, features for every frame in steps."""

@@ -59,7 +59,9 @@ def load_predictor(settings: Settings, warm_up: bool = False) -> Predictor:
     if settings.triton_cache:  # Triton reads its cache folder from the environment only
         os.environ["TRITON_CACHE_DIR"] = settings.triton_cache
     files = settings.model_files()
-    choice = ModelChoice(files, settings.attention, settings.device, settings.dtype)
+    choice = ModelChoice(
+        files, settings.attention, settings.device, settings.dtype, settings.block_bases
+    )
     predictor = Predictor.load(choice)
     if warm_up:
         run_warm_up(predictor)

@@ -19,6 +19,7 @@ from ..models.dnabert import DnabertModel, load_dnabert
 from ..models.esm2 import Esm2Model, load_esm2
 from ..models.model_files import ModelFiles
 from ..sequences.chunking import CHUNK_SIZES
+from ..sequences.prepare import BLOCK_BASES
 from ..sequences.sources import Source, records_of
 from ..sequences.translation import KeptFrame
 from ..timing import Stopwatch
@@ -39,6 +40,7 @@ class ModelChoice:
     attention: str = DEFAULT_BACKEND
     device: str | None = None  # None: CUDA when available, else the CPU
     dtype: str | None = None  # None: bf16 on CUDA, fp32 on the CPU
+    block_bases: int = BLOCK_BASES  # bases embedded together: decides the last bits
 
 
 @dataclass
@@ -101,8 +103,15 @@ class Predictor:
     too large to hold. Both take a path, an open text stream or an iterable of (id, sequence).
     """
 
-    def __init__(self, models: LoadedModels, attention: str = DEFAULT_BACKEND) -> None:
-        self.models, self.attention = models, attention
+    def __init__(
+        self,
+        models: LoadedModels,
+        attention: str = DEFAULT_BACKEND,
+        block_bases: int = BLOCK_BASES,
+    ) -> None:
+        """`block_bases`: the bases of whole records embedded together (settings), for every
+        prediction made with this predictor that names no other."""
+        self.models, self.attention, self.block_bases = models, attention, block_bases
         self.protein_encoder, self.nucleotide_encoder = models.encoders_for(attention)
         self._check_dimensions()
         log.info(
@@ -117,11 +126,11 @@ class Predictor:
         get_backend(choice.attention)  # an unknown name fails before minutes of loading
         device = resolve_device(choice.device)
         models = LoadedModels.load(choice.files, device, resolve_dtype(choice.dtype, device))
-        return cls(models, choice.attention)
+        return cls(models, choice.attention, choice.block_bases)
 
     def with_attention(self, attention: str) -> Predictor:
         """The same loaded models through another attention backend."""
-        return Predictor(self.models, attention)
+        return Predictor(self.models, attention, self.block_bases)
 
     @property
     def demo(self) -> bool:

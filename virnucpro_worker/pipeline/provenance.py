@@ -14,7 +14,6 @@ import torch
 
 from .. import __version__
 from ..files import sha256_of
-from ..sequences.prepare import BLOCK_BASES
 from ..sequences.sources import Source, source_path
 from .outputs import DEMO_WARNING
 from .results import RunTotals
@@ -85,7 +84,7 @@ def run_record(
     totals: RunTotals,
     started: str,
     extra: dict[str, Any] | None = None,
-    block_bases: int = BLOCK_BASES,
+    block_bases: int | None = None,
 ) -> dict[str, Any]:
     """run.json: what produced the result, from what, when, and what it holds. `extra` holds
     what only the caller knows (the command line and config file, a job id)."""
@@ -98,7 +97,7 @@ def run_record(
         **(extra or {}),
         "input": input_info,
         "chunk_size": chunk_size,
-        "block_bases": block_bases,
+        "block_bases": block_bases or predictor.block_bases,
         **predictor.provenance(chunk_size),
         "counts": totals.counts(),
         "stage_seconds": {name: round(value, 3) for name, value in totals.stage_seconds.items()},
