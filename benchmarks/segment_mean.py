@@ -73,7 +73,11 @@ def main() -> None:
             ("segment_reduce", segment_reduce),
             ("indicator mm", indicator_matmul),
         ):
-            first = function(values, pack)
+            try:
+                first = function(values, pack)
+            except (RuntimeError, TypeError) as error:  # mm's out_dtype: newer PyTorch only
+                print(f"{width:5} {name:16} not run here: {str(error).splitlines()[0][:60]}")
+                continue
             same = all(torch.equal(function(values, pack), first) for _ in range(RUNS))
             error = ((first.double() - reference).abs().max() / reference.abs().max()).item()
             print(
