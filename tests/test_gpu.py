@@ -225,9 +225,9 @@ def test_every_way_of_running_gives_the_same_bits(tmp_path, monkeypatch):
     its layers, DNABERT-S, the MLP; random weights): `predict` twice, the Python API, and a job
     cut into several shards served by two workers give byte-identical result files."""
     fasta = tmp_path / "coding.fa"
-    coding_fasta(fasta, 1500)
+    coding_fasta(fasta, 3000)
     models = write_real_shape_models(tmp_path / "models", fasta, esm_layers=4)
-    monkeypatch.setenv("VIRNUCPRO_BLOCK_BASES", "200000")
+    monkeypatch.setenv("VIRNUCPRO_BLOCK_BASES", "250000")
     options = ["--chunk-size", "500", "--models", str(models), "--no-progress"]
     for run in ("predict", "predict-again"):
         assert main(["predict", str(fasta), *options, "--out", str(tmp_path / run)]) == 0
@@ -235,9 +235,9 @@ def test_every_way_of_running_gives_the_same_bits(tmp_path, monkeypatch):
 
     redis = RedisServer(tmp_path / "redis").start()
     database = f"sqlite:///{tmp_path / 'jobs.db'}"
-    workers = Workers(redis.url, database, models, block_bases=200_000)
+    workers = Workers(redis.url, database, models, block_bases=250_000)
     try:
-        client = Client(redis.url, database, Settings(block_bases=200_000))
+        client = Client(redis.url, database, Settings(block_bases=250_000))
         job = client.submit(fasta, chunk_size=500, shard_chunks=300)
         for _ in range(2):
             workers.start("--burst")
