@@ -27,7 +27,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-PATHS = os.pathsep.join(str(ROOT / part) for part in ("", "plugins", "benchmarks", "tests"))
+PATHS = os.pathsep.join(
+    [str(ROOT / part) for part in ("", "plugins", "benchmarks", "tests")]
+    + [path for path in os.environ.get("PYTHONPATH", "").split(os.pathsep) if path]
+)
 
 
 def child(models: str) -> None:
@@ -70,8 +73,9 @@ def fresh_process(models: Path, triton_cache: Path) -> tuple[float, dict]:
         env=env,
         capture_output=True,
         text=True,
-        check=True,
     )
+    if result.returncode:
+        raise SystemExit(f"the timed process failed:\n{result.stderr[-3000:]}")
     return time.perf_counter() - start, json.loads(result.stdout.strip().splitlines()[-1])
 
 

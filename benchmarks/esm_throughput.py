@@ -93,7 +93,7 @@ def main() -> None:
     proteins = random_proteins(args.proteins)
     warmup = random_proteins(64, seed=99)
     alphabet = Alphabet.from_architecture("ESM-1b")
-    fp32 = Esm2Model(esm2_3b_random(device), alphabet, path=None, sha256="")
+    fp32 = Esm2Model(esm2_3b_random(device), alphabet, path=None, checksum="")
 
     def settings(dtype, budget=args.budget):
         return EncoderSettings(device, dtype, budget)

@@ -48,7 +48,7 @@ MIXED_LENGTHS = [1, 2, 7, 33, 100, 166, 64, 1, 250, 1030, 5, 166, 99]
 
 def esm_model(**kwargs) -> Esm2Model:
     module = random_esm2(**kwargs)
-    return Esm2Model(module, Alphabet.from_architecture("ESM-1b"), path=None, sha256="")
+    return Esm2Model(module, Alphabet.from_architecture("ESM-1b"), path=None, checksum="")
 
 
 def fair_esm_reference(model: Esm2Model, proteins: list[str]) -> torch.Tensor:

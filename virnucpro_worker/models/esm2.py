@@ -11,6 +11,7 @@ import argparse
 import logging
 import re
 from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,10 +41,16 @@ _OPTIONAL_KEYS = {"contact_head.regression.weight", "contact_head.regression.bia
 class Esm2Model:
     module: ESM2
     alphabet: Alphabet
-    path: Path
-    sha256: str
+    path: Path | None
+    # The checkpoint's sha256: a Future while a thread still hashes the file (5.6 GB take a
+    # core seconds, which run beside the first blocks instead of before them).
+    checksum: str | Future[str]
     demo: bool = False
-    load_seconds: dict[str, float] = field(default_factory=dict)  # read, build, move, sha256
+    load_seconds: dict[str, float] = field(default_factory=dict)  # read, build, move
+
+    @property
+    def sha256(self) -> str:
+        return self.checksum if isinstance(self.checksum, str) else self.checksum.result()
 
     @property
     def num_layers(self) -> int:
@@ -93,7 +100,8 @@ def load_esm2(
     the network is built without initialising its weights (fair-esm's random initialisation
     of 3B weights took half a minute, only to be overwritten: models/meta.py), takes the
     memory-mapped checkpoint tensors as they are, and they go to the device in the
-    checkpoint's dtype and are cast there, while a thread hashes the file. Each value is
+    checkpoint's dtype and are cast there; a thread hashes the file meanwhile, and goes on
+    while the model runs (`Esm2Model.sha256` waits for it). Each value is
     rounded once, from the checkpoint's dtype to `dtype`, as before."""
     path = resolve_checkpoint(name_or_path)
     clock = Stopwatch()
@@ -121,10 +129,8 @@ def load_esm2(
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     clock.lap("move")
-    sha256 = digest.result()
-    clock.lap("sha256")
     demo = data.get(DEMO_MARK) is True
-    return Esm2Model(module, module.alphabet, path, sha256, demo, clock.seconds)
+    return Esm2Model(module, module.alphabet, path, digest, demo, clock.seconds)
 
 
 def _check_state(module: ESM2, state: Mapping[str, Any], path: Path) -> None:
