@@ -806,3 +806,21 @@ def test_on_a_terminal_the_bar_moves_and_warnings_print_above_it(demo_models, tm
     bars = [line for line in lines if " records " in line]
     assert len({bar.split()[0] for bar in bars if "0/?" in bar}) > 1  # the spinner turned
     assert "24/24" in bars[-1]
+
+
+def test_a_worker_s_log_lines_are_timed_and_name_the_backend_once(redis_url, demo_models, tmp_path):
+    from services import Workers
+
+    from virnucpro_worker.queue.client import Client
+    from virnucpro_worker.settings import Settings
+
+    database = f"sqlite:///{tmp_path}/jobs.db"
+    client = Client(redis_url, database, Settings(block_bases=4000, shard_chunks=20))
+    job = client.submit(DEMO_INPUT, 500, demo=True)
+    assert client.status(job).shards > 2
+    output = Workers(redis_url, database, demo_models.folder, block_bases=4000).run_burst()
+    assert client.status(job).state == "succeeded"
+    lines = output.splitlines()
+    assert sum("attention backend" in line for line in lines) == 1, output
+    timed = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} (DEBUG|INFO|WARNING|ERROR): .*"
+    assert lines and all(re.fullmatch(timed, line) for line in lines), output
