@@ -166,13 +166,12 @@ def _predict(args: argparse.Namespace) -> int:
         from ..pipeline.run import predict_file, scan_input
         from .progress import progress_bar
 
-        recorder = None
-        if args.database_url is not None:
-            recorder = JobRecorder(settings, args)
-            records = recorder.start(path, info or input_description(path))  # checks the input
-        else:  # bad input fails before minutes of loading
+        recorder = JobRecorder(settings, args) if args.database_url is not None else None
+        if recorder is None:  # bad input fails before minutes of loading, before hashing
             records = scan_input(path, settings.limits).records
         info = info or input_description(path)
+        if recorder is not None:  # storing the input checks it too
+            records = recorder.start(path, info)
         try:
             predictor = load_predictor(settings)
             _cpu_threads(args.workers)
@@ -459,8 +458,13 @@ def _wait_for(client, job_id: int, out: Path | None, viral_fasta: bool, show: bo
     from .progress import job_progress
 
     no_worker = no_worker_note(job_id)
-    with job_progress(show, client.status(job_id)) as on_status:
-        status = client.wait(job_id, on_status=lambda s: (no_worker(s), on_status(s)))
+    with job_progress(show, client.status(job_id)) as show_status:
+
+        def on_status(status) -> None:
+            no_worker(status)
+            show_status(status)
+
+        status = client.wait(job_id, on_status=on_status)
     if status.state != "succeeded":
         print(f"virnucpro: {status.line()}", file=sys.stderr)
         return 1
@@ -907,9 +911,9 @@ def _db_before_input(argv: list[str]) -> list[str]:
     """`predict --db in.fa ...`: predict's `--db` takes an optional URL, and a next word that
     is the input (`-`, or a file other than a SQLite database) is not the URL, as argparse
     would take it; any other word stays the URL, to be checked as one."""
-    words = iter(enumerate(argv))
+    words = iter(argv)
     command = None
-    for _, word in words:
+    for word in words:
         if word == "--config":
             next(words, None)
         elif not word.startswith("-"):
