@@ -236,3 +236,71 @@ def test_encoders_are_built_once_per_backend(predictor: Predictor) -> None:
     again = predictor.with_attention(predictor.attention)
     assert again.protein_encoder is predictor.protein_encoder
     assert again.models is predictor.models
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ([], "<records>: no records"),  # as an empty file is an error
+        (io.StringIO(""), "no records"),
+        (["ACGT" * 100], "record 1 is a str 'ACGTACGT"),
+        ([("a", "ACGT", "x")], "record 1 is a tuple"),
+        ("ACGT" * 120, "ACGTACGT"),  # a sequence as a path: too long a name for the system
+        ("no_such.fa", "no_such.fa: no such file"),
+        (b">a\nACGT\n", "a bytes is not a source"),
+    ],
+)
+def test_what_is_not_a_source_says_what_a_source_may_be(predictor, source, message) -> None:
+    with pytest.raises(InputError) as caught:
+        predictor.predict(source, 500)
+    text = str(caught.value)
+    assert message in text and "\n" not in text
+    if "no records" not in message:
+        assert "`source` is a FASTA/FASTQ file's path" in text and "[('my_id', " in text
+
+
+def test_an_empty_file_and_no_pairs_are_the_same_error(predictor, tmp_path) -> None:
+    (tmp_path / "empty.fa").write_text("")
+    for source in (tmp_path / "empty.fa", []):
+        with pytest.raises(InputError):
+            predictor.predict(source, 500)
+    with pytest.raises(InputError, match="no records"):
+        list(predictor.predict_stream([], 500))
+
+
+def test_a_chunk_size_as_text_is_shown_as_text(predictor) -> None:
+    with pytest.raises(UserError, match=r"must be one of \(300, 500\) \(an int\), not '500'"):
+        predictor.predict(coding_records(2), "500")
+
+
+def test_a_prediction_s_repr_is_one_line(predictor) -> None:
+    prediction = predictor.predict(coding_records(40), 500)
+    text = repr(prediction)
+    assert "\n" not in text and len(text) < 200 and "FrameScore" not in text
+    viral = sum(record.call == "virus" for record in prediction.records)
+    assert text == (
+        f"<Prediction: 40 records, {len(prediction.chunks)} scored chunks, "
+        f"{len(prediction.frames)} kept frames; {viral} records called virus, DEMO MODELS>"
+    )
+
+
+def test_demo_models_warn_once_when_loaded(demo_models, caplog) -> None:
+    with caplog.at_level("WARNING"):
+        predictor = virnucpro_worker.load_models(models=demo_models.folder)
+        predictor.predict(coding_records(3), 500)
+        predictor.predict(coding_records(3), 500)
+    assert caplog.text.count("DEMO MODELS") == 1
+
+
+def test_the_backend_line_is_logged_once_per_loaded_model_set(demo_models, caplog) -> None:
+    """A worker builds a Predictor per shard (with_attention): the line comes once."""
+    with caplog.at_level("INFO"):
+        predictor = virnucpro_worker.load_models(models=demo_models.folder, attention="v1-bmm")
+        for _ in range(3):
+            predictor.with_attention("v1-bmm")
+        predictor.with_attention("flash-varlen")
+    lines = [r.getMessage() for r in caplog.records if "attention backend" in r.getMessage()]
+    assert [line.split(":")[0] for line in lines] == [
+        "attention backend v1-bmm",
+        "attention backend flash-varlen",
+    ]

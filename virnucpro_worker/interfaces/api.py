@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,6 +14,8 @@ if TYPE_CHECKING:
     import torch
 
     from ..pipeline.predictor import Predictor
+
+log = logging.getLogger(__name__)
 
 
 def load_models(
@@ -47,7 +50,12 @@ def load_models(
         "dtype": dtype,
         "config": None if config is None else str(config),
     }
-    return load_predictor(load_settings(options, os.environ))
+    from ..pipeline.outputs import DEMO_WARNING
+
+    predictor = load_predictor(load_settings(options, os.environ))
+    if predictor.demo:  # once, here: the command line says it with each run instead
+        log.warning(DEMO_WARNING)
+    return predictor
 
 
 def load_predictor(settings: Settings, warm_up: bool = False) -> Predictor:

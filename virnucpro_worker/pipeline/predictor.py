@@ -18,8 +18,7 @@ from ..models.devices import device_description, dtype_name, resolve_device, res
 from ..models.dnabert import DnabertModel, load_dnabert
 from ..models.esm2 import Esm2Model, load_esm2
 from ..models.model_files import ModelFiles
-from ..sequences.chunking import CHUNK_SIZES
-from ..sequences.prepare import BLOCK_BASES
+from ..sequences.prepare import BLOCK_BASES, check_chunk_size
 from ..sequences.sources import Source, records_of
 from ..sequences.translation import KeptFrame
 from ..timing import Stopwatch
@@ -83,10 +82,17 @@ class LoadedModels:
         if attention not in self.encoders:
             backend = get_backend(attention)
             settings = EncoderSettings(self.device, self.dtype)
-            self.encoders[attention] = (
+            protein, nucleotide = (
                 backend.protein_encoder(self.esm, settings),
                 backend.nucleotide_encoder(self.dnabert, settings),
             )
+            log.info(  # once per backend: a worker's shards reuse the encoders
+                "attention backend %s: ESM-2 through the %s kernel, DNABERT-S through %s",
+                attention,
+                protein.kernel,
+                nucleotide.kernel,
+            )
+            self.encoders[attention] = (protein, nucleotide)
         return self.encoders[attention]
 
     @property
@@ -114,12 +120,6 @@ class Predictor:
         self.models, self.attention, self.block_bases = models, attention, block_bases
         self.protein_encoder, self.nucleotide_encoder = models.encoders_for(attention)
         self._check_dimensions()
-        log.info(
-            "attention backend %s: ESM-2 through the %s kernel, DNABERT-S through %s",
-            attention,
-            self.protein_encoder.kernel,
-            self.nucleotide_encoder.kernel,
-        )
 
     @classmethod
     def load(cls, choice: ModelChoice) -> Predictor:
@@ -141,8 +141,7 @@ class Predictor:
         return self.models.files.chunk_sizes
 
     def classifier_for(self, chunk_size: int) -> ClassifierModel:
-        if chunk_size not in CHUNK_SIZES:
-            raise UserError(f"chunk size must be one of {CHUNK_SIZES}, not {chunk_size}")
+        check_chunk_size(chunk_size)
         if chunk_size not in self.models.classifiers:
             raise UserError(
                 f"no classifier for {chunk_size} bp chunks in this model set "

@@ -46,7 +46,7 @@ class JobStatus:
         return self.state in FINISHED
 
     def line(self) -> str:
-        error = f"; {self.error}" if self.error else ""
+        error = f"; {self.error}" if self.error and self.error != self.state else ""
         return (
             f"job {self.id}: {self.state}, shards {self.shards_done}/{self.shards}, records "
             f"{self.records_done}/{self.records}, {self.frames_done} frames{error}"
