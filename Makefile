@@ -14,8 +14,9 @@ $(VENV)/.installed: pyproject.toml
 
 demo: $(VENV)/.installed
 	$(BIN)/virnucpro predict $(DEMO_INPUT) --chunk-size 500 --out demo-out --demo-models --db
-	$(BIN)/virnucpro jobs
+	$(BIN)/virnucpro jobs --last 3
 	@echo "results: demo-out/, and the job in the default SQLite database (demo models: the predictions are meaningless)"
+	@echo "every job recorded there: $(BIN)/virnucpro jobs"
 
 test: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -68,6 +68,12 @@ def main() -> None:
     parser.add_argument("--reference-proteins", type=int, default=300)
     parser.add_argument("--budget", type=int, default=65536, help="tokens per pack / batch")
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument(
+        "--packed-only",
+        action="store_true",
+        help="only our packed paths, each also with the means summed by index_add_ (as before "
+        "the means became deterministic): an A/B of the pooling on one card",
+    )
     args = parser.parse_args()
 
     device = torch.device("cuda")
@@ -87,13 +93,25 @@ def main() -> None:
     proteins = random_proteins(args.proteins)
     warmup = random_proteins(64, seed=99)
     alphabet = Alphabet.from_architecture("ESM-1b")
-    fp32 = Esm2Model(esm2_3b_random(device), alphabet, path=None, sha256="")
+    fp32 = Esm2Model(esm2_3b_random(device), alphabet, path=None, checksum="")
 
     def settings(dtype, budget=args.budget):
         return EncoderSettings(device, dtype, budget)
 
     original = FairEsmEncoder(fp32, settings(torch.float32, 2048))
     reference = original.embed(proteins[: args.reference_proteins])
+    if args.packed_only:
+        del original, fp32
+        torch.cuda.empty_cache()
+        packed_only(
+            esm2_3b_random(device).to(torch.bfloat16),
+            alphabet,
+            settings,
+            proteins,
+            reference,
+            warmup,
+        )
+        return
     results = [
         measure(
             "fair-esm fp32, budget 2048 (original)",
@@ -127,6 +145,39 @@ def main() -> None:
                 handle,
                 indent=2,
             )
+
+
+def packed_only(module, alphabet, settings, proteins, reference, warmup) -> None:
+    """Each usable packed kernel in bf16, with the shipped means and with index_add_'s,
+    interleaved twice so that drift in the card's clocks shows."""
+    from unittest import mock
+
+    from virnucpro_flash_varlen import encoders
+
+    def index_add_mean(hidden, pack, keep):
+        rows, values = len(pack.lengths), hidden.float() * keep.unsqueeze(-1)
+        counts = torch.zeros(rows, device=hidden.device).index_add_(
+            0, pack.sequence_index, keep.float()
+        )
+        sums = torch.zeros(rows, hidden.shape[-1], device=hidden.device)
+        sums.index_add_(0, pack.sequence_index, values)
+        return sums / counts.clamp_min(1).unsqueeze(-1)
+
+    model = Esm2Model(module, alphabet, None, "")
+    for kernel in usable_kernels(torch.device("cuda"), torch.bfloat16):
+        encoder = PackedEsmEncoder(model, settings(torch.bfloat16), kernel)
+        for round_ in (1, 2):
+            measure(
+                f"{kernel.name} segment sum, round {round_}", encoder, proteins, reference, warmup
+            )
+            with mock.patch.object(encoders, "segment_mean", index_add_mean):
+                measure(
+                    f"{kernel.name} index_add_, round {round_}",
+                    encoder,
+                    proteins,
+                    reference,
+                    warmup,
+                )
 
 
 def report(results: list[Result], ceiling: float, sustained: float) -> None:

@@ -18,9 +18,10 @@ from esm.data import Alphabet
 from esm_throughput import FLOP_PER_TOKEN, measure
 from workload import esm2_3b_random, matmul_tflops, random_proteins
 
-from virnucpro_flash_varlen import fused_ops, packed_esm2
+from virnucpro_flash_varlen import packed_esm2
 from virnucpro_flash_varlen.encoders import ESM_TOKEN_BUDGET, PackedEsmEncoder
 from virnucpro_v1_bmm.encoder import FairEsmEncoder
+from virnucpro_worker.attention import fused_ops
 from virnucpro_worker.attention.encoding import EncoderSettings
 from virnucpro_worker.models.esm2 import Esm2Model
 

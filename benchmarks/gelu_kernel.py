@@ -16,8 +16,8 @@ from unittest import mock
 import torch
 import torch.nn.functional as F
 
-from virnucpro_flash_varlen import fused_ops
 from virnucpro_flash_varlen.encoders import ESM_TOKEN_BUDGET
+from virnucpro_worker.attention import fused_ops
 
 TILES = [
     {"BLOCK": block, "num_warps": warps}

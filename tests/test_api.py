@@ -134,6 +134,28 @@ def test_prediction_write_is_byte_identical_to_the_cli(demo_models, predictor, t
     assert api_run["models"] == cli_run["models"] and api_run["counts"] == cli_run["counts"]
 
 
+def test_the_api_embeds_blocks_of_the_configured_size_as_the_cli_does(
+    demo_models, tmp_path, monkeypatch
+) -> None:
+    """`block_bases` decides which frames share a pack, and so the last bits on a GPU: the API
+    takes it from the settings, as `predict` and a queued job do, and run.json records it."""
+    monkeypatch.setenv("VIRNUCPRO_BLOCK_BASES", "3000")
+    fasta = tmp_path / "in.fa"
+    fasta.write_text("".join(f">{name}\n{sequence}\n" for name, sequence in coding_records()))
+    cli = ["predict", str(fasta), "--chunk-size", "500", "--out", str(tmp_path / "cli")]
+    assert main([*cli, "--no-progress", *model_args(demo_models)]) == 0
+    predictor = virnucpro_worker.load_models(models=demo_models.folder)
+    blocks = list(predictor.predict_stream(fasta, 500))
+    assert len(blocks) > 1 and all(sum(r.length for r in b.records) < 6000 for b in blocks)
+    predictor.predict(fasta, 500).write(tmp_path / "api")
+    for name in RESULT_FILES:
+        assert (tmp_path / "api" / name).read_bytes() == (tmp_path / "cli" / name).read_bytes()
+    for where in ("api", "cli"):
+        run = json.loads((tmp_path / where / RUN_FILE).read_text())
+        assert run["block_bases"] == 3000
+        assert set(run["packing"]["token_budget"]) == {"esm2", "dnabert_s"}
+
+
 def test_the_stream_yields_whole_records_in_order(predictor, tmp_path, monkeypatch) -> None:
     """Blocks of whole records, ordinals continuing across blocks from `first_index`,
     progress after each block, features for every frame in steps."""
@@ -214,3 +236,71 @@ def test_encoders_are_built_once_per_backend(predictor: Predictor) -> None:
     again = predictor.with_attention(predictor.attention)
     assert again.protein_encoder is predictor.protein_encoder
     assert again.models is predictor.models
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ([], "<records>: no records"),  # as an empty file is an error
+        (io.StringIO(""), "no records"),
+        (["ACGT" * 100], "record 1 is a str 'ACGTACGT"),
+        ([("a", "ACGT", "x")], "record 1 is a tuple"),
+        ("ACGT" * 120, "ACGTACGT"),  # a sequence as a path: too long a name for the system
+        ("no_such.fa", "no_such.fa: no such file"),
+        (b">a\nACGT\n", "a bytes is not a source"),
+    ],
+)
+def test_what_is_not_a_source_says_what_a_source_may_be(predictor, source, message) -> None:
+    with pytest.raises(InputError) as caught:
+        predictor.predict(source, 500)
+    text = str(caught.value)
+    assert message in text and "\n" not in text
+    if "no records" not in message:
+        assert "`source` is a FASTA/FASTQ file's path" in text and "[('my_id', " in text
+
+
+def test_an_empty_file_and_no_pairs_are_the_same_error(predictor, tmp_path) -> None:
+    (tmp_path / "empty.fa").write_text("")
+    for source in (tmp_path / "empty.fa", []):
+        with pytest.raises(InputError):
+            predictor.predict(source, 500)
+    with pytest.raises(InputError, match="no records"):
+        list(predictor.predict_stream([], 500))
+
+
+def test_a_chunk_size_as_text_is_shown_as_text(predictor) -> None:
+    with pytest.raises(UserError, match=r"must be one of \(300, 500\) \(an int\), not '500'"):
+        predictor.predict(coding_records(2), "500")
+
+
+def test_a_prediction_s_repr_is_one_line(predictor) -> None:
+    prediction = predictor.predict(coding_records(40), 500)
+    text = repr(prediction)
+    assert "\n" not in text and len(text) < 200 and "FrameScore" not in text
+    viral = sum(record.call == "virus" for record in prediction.records)
+    assert text == (
+        f"<Prediction: 40 records, {len(prediction.chunks)} scored chunks, "
+        f"{len(prediction.frames)} kept frames; {viral} records called virus, DEMO MODELS>"
+    )
+
+
+def test_demo_models_warn_once_when_loaded(demo_models, caplog) -> None:
+    with caplog.at_level("WARNING"):
+        predictor = virnucpro_worker.load_models(models=demo_models.folder)
+        predictor.predict(coding_records(3), 500)
+        predictor.predict(coding_records(3), 500)
+    assert caplog.text.count("DEMO MODELS") == 1
+
+
+def test_the_backend_line_is_logged_once_per_loaded_model_set(demo_models, caplog) -> None:
+    """A worker builds a Predictor per shard (with_attention): the line comes once."""
+    with caplog.at_level("INFO"):
+        predictor = virnucpro_worker.load_models(models=demo_models.folder, attention="v1-bmm")
+        for _ in range(3):
+            predictor.with_attention("v1-bmm")
+        predictor.with_attention("flash-varlen")
+    lines = [r.getMessage() for r in caplog.records if "attention backend" in r.getMessage()]
+    assert [line.split(":")[0] for line in lines] == [
+        "attention backend v1-bmm",
+        "attention backend flash-varlen",
+    ]

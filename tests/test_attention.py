@@ -20,9 +20,9 @@ from models_for_tests import (
 )
 
 from virnucpro_flash_varlen.encoders import PackedEsmEncoder
-from virnucpro_flash_varlen.fused_ops import _triton_fused
 from virnucpro_flash_varlen.packed_esm2 import PackedEsm2
 from virnucpro_v1_bmm.encoder import FairEsmEncoder
+from virnucpro_worker.attention.fused_ops import _triton_fused
 from virnucpro_worker.attention.hookspecs import EncoderSettings, hookimpl
 from virnucpro_worker.attention.kernels import (
     KERNELS,
@@ -48,7 +48,7 @@ MIXED_LENGTHS = [1, 2, 7, 33, 100, 166, 64, 1, 250, 1030, 5, 166, 99]
 
 def esm_model(**kwargs) -> Esm2Model:
     module = random_esm2(**kwargs)
-    return Esm2Model(module, Alphabet.from_architecture("ESM-1b"), path=None, sha256="")
+    return Esm2Model(module, Alphabet.from_architecture("ESM-1b"), path=None, checksum="")
 
 
 def fair_esm_reference(model: Esm2Model, proteins: list[str]) -> torch.Tensor:
@@ -348,7 +348,7 @@ def test_fused_add_layer_norm_equals_pytorch(width, deltas):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_gelu_kernel_returns_pytorchs_gelu_for_every_16_bit_value(dtype):
     """In Triton's interpreter; the GPU test checks it against the GPU's own F.gelu."""
-    from virnucpro_flash_varlen.fused_ops import _gelu_in_place, _gelu_table  # needs Triton
+    from virnucpro_worker.attention.fused_ops import _gelu_in_place, _gelu_table  # needs Triton
 
     torch.manual_seed(0)
     x = torch.cat([every_16_bit_value(dtype), (torch.randn(5000) * 3).to(dtype)])
@@ -358,7 +358,7 @@ def test_gelu_kernel_returns_pytorchs_gelu_for_every_16_bit_value(dtype):
 
 
 def test_exact_gelu_off_the_gpu_is_pytorchs():
-    from virnucpro_flash_varlen.fused_ops import exact_gelu
+    from virnucpro_worker.attention.fused_ops import exact_gelu
 
     x = torch.randn(7, 5)
     assert torch.equal(exact_gelu(x), F.gelu(x))

@@ -5,6 +5,7 @@ touched: no job stored or queued, an earlier job's results unchanged."""
 from __future__ import annotations
 
 import gzip
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,7 +73,8 @@ def write_input(tmp_path: Path, case: Case) -> Path:
 
 
 def one_line(stderr: str) -> str:
-    lines = [line for line in stderr.splitlines() if not line.startswith(("INFO: ", "WARNING: "))]
+    """The one error line among the log lines (a worker's carry a timestamp first)."""
+    lines = [line for line in stderr.splitlines() if not re.match(r"(\S+ )?(INFO|WARNING): ", line)]
     assert len(lines) == 1, lines
     return lines[0]
 
@@ -86,16 +88,20 @@ def case_settings(monkeypatch):
     return apply
 
 
+@pytest.mark.parametrize("database", [False, True])
 @pytest.mark.parametrize("name", list(INPUT_CASES))
-def test_the_command_line(name, demo_models, tmp_path, capsys, case_settings):
+def test_the_command_line(name, database, demo_models, tmp_path, capsys, case_settings):
+    """One line, exit 2, and nothing made: no output folder, no database file."""
     case = INPUT_CASES[name]
     case_settings(case)
     path = write_input(tmp_path, case)
     options = ["--chunk-size", "500", "--out", str(tmp_path / "out"), *model_args(demo_models)]
+    if database:
+        options += ["--db", f"sqlite:///{tmp_path}/db/jobs.db"]
     assert main(["predict", str(path), *options]) == 2
     line = one_line(capsys.readouterr().err)
     assert line.startswith(f"virnucpro: error: {path}") and case.message in line, line
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
 
 
 @pytest.fixture(scope="module")

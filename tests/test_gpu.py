@@ -14,17 +14,22 @@ from esm.model.esm2 import ESM2
 from models_for_tests import (
     DemoModels,
     assert_same_bits,
+    coding_fasta,
     every_16_bit_value,
     model_args,
     norm_inputs,
     random_proteins,
+    write_real_shape_models,
 )
+from services import RedisServer, Workers
 
+import virnucpro_worker
 from virnucpro_flash_varlen.encoders import PackedEsmEncoder
-from virnucpro_flash_varlen.fused_ops import exact_gelu, residual_add_layer_norm
 from virnucpro_v1_bmm.encoder import FairEsmEncoder
 from virnucpro_worker.attention.encoding import EncoderSettings
+from virnucpro_worker.attention.fused_ops import exact_gelu, residual_add_layer_norm
 from virnucpro_worker.attention.kernels import select_kernel, usable_kernels
+from virnucpro_worker.attention.packing import build_pack, plan_packs, segment_mean
 from virnucpro_worker.interfaces.cli import main
 from virnucpro_worker.models.dnabert import (
     DnabertConfig,
@@ -34,6 +39,9 @@ from virnucpro_worker.models.dnabert import (
     build_demo_dnabert,
 )
 from virnucpro_worker.models.esm2 import Esm2Model
+from virnucpro_worker.queue.client import Client
+from virnucpro_worker.settings import Settings
+from virnucpro_worker.store.store import Store
 
 pytestmark = [
     pytest.mark.gpu,
@@ -190,3 +198,59 @@ def test_gelu_kernel_returns_this_gpus_gelu_for_every_16_bit_value(dtype):
     torch.manual_seed(0)
     fc1 = (torch.randn(65536, 10240, device="cuda") * 2 - 0.5).to(dtype)
     assert torch.equal(exact_gelu(fc1.clone()).view(torch.int16), F.gelu(fc1).view(torch.int16))
+
+
+def test_segment_sums_are_the_same_bits_every_run_on_real_packs():
+    """The per-sequence means of a 65,536-token pack of kept frames, 2560 wide: `index_add_`
+    on CUDA adds atomically in any order; the segment sum must give the same bits each time."""
+    lengths = [n + 2 for n in REALISTIC_LENGTHS * 20]
+    order = plan_packs(lengths, 65536)[0]
+    pack = build_pack(order, {i: [0] * lengths[i] for i in order}).to(torch.device("cuda"))
+    torch.manual_seed(1)
+    hidden = torch.randn(sum(pack.lengths), 2560, device="cuda").bfloat16()
+    keep = torch.rand(sum(pack.lengths), device="cuda") > 0.05
+    first = segment_mean(hidden, pack, keep)
+    for _ in range(10):
+        assert torch.equal(segment_mean(hidden, pack, keep), first)
+    exact = torch.zeros(len(pack.lengths), 2560, dtype=torch.float64, device="cuda")
+    exact.index_add_(0, pack.sequence_index, hidden.double() * keep[:, None])
+    counts = torch.zeros(len(pack.lengths), device="cuda").index_add_(
+        0, pack.sequence_index, keep.float()
+    )
+    assert torch.allclose(first.double(), exact / counts[:, None].double(), rtol=0, atol=1e-5)
+
+
+def test_every_way_of_running_gives_the_same_bits(tmp_path, monkeypatch):
+    """Real-shape packs (65,536-token packs of 500 bp chunks' frames; ESM-2 3B's width in 4 of
+    its layers, DNABERT-S, the MLP; random weights): `predict` twice, the Python API, and a job
+    cut into several shards served by two workers give byte-identical result files."""
+    fasta = tmp_path / "coding.fa"
+    coding_fasta(fasta, 3000)
+    models = write_real_shape_models(tmp_path / "models", fasta, esm_layers=4)
+    monkeypatch.setenv("VIRNUCPRO_BLOCK_BASES", "250000")
+    options = ["--chunk-size", "500", "--models", str(models), "--no-progress"]
+    for run in ("predict", "predict-again"):
+        assert main(["predict", str(fasta), *options, "--out", str(tmp_path / run)]) == 0
+    virnucpro_worker.load_models(models=models).predict(fasta, 500).write(tmp_path / "api")
+
+    redis = RedisServer(tmp_path / "redis").start()
+    database = f"sqlite:///{tmp_path / 'jobs.db'}"
+    workers = Workers(redis.url, database, models, block_bases=250_000)
+    try:
+        client = Client(redis.url, database, Settings(block_bases=250_000))
+        job = client.submit(fasta, chunk_size=500, shard_chunks=300)
+        for _ in range(2):
+            workers.start("--burst")
+        status = client.wait(job, timeout=900)
+        assert status.state == "succeeded", status.line()
+        client.write_outputs(job, tmp_path / "queue")
+        assert len(Store(database).shards(job)) >= 4
+    finally:
+        workers.stop()
+        redis.kill()
+    for run in ("predict-again", "api", "queue"):
+        for name in ("prediction_results.txt", "sequence_summary.tsv"):
+            same = (tmp_path / run / name).read_bytes() == (
+                tmp_path / "predict" / name
+            ).read_bytes()
+            assert same, f"{run}: {name} differs from predict's"

@@ -206,24 +206,63 @@ FAST_FAILURES = {
         ],
         "unknown attention backend 'nope'",
     ),
+    "missing input": (
+        [
+            "predict",
+            "{tmp}/missing.fa",
+            "--chunk-size",
+            "500",
+            "--out",
+            "{tmp}/out",
+            "--demo-models",
+        ],
+        "{tmp}/missing.fa: no such file",
+    ),
+    "a folder as input": (
+        ["predict", "{tmp}", "--chunk-size", "500", "--out", "{tmp}/out", "--demo-models"],
+        "{tmp}: not a regular file",
+    ),
+    "a folder as input to submit": (
+        ["submit", "{tmp}", "--chunk-size", "500", "--out", "{tmp}/out", "--demo-models"],
+        "{tmp}: not a regular file",
+    ),
+    "Redis URL without a scheme": (
+        ["status", "1", "--redis", "localhost:6379", "--db", "sqlite:///{tmp}/new/x.db"],
+        "--redis: 'localhost:6379' is not a URL of the form redis://HOST:PORT/DB",
+    ),
+    "database URL that is a file name": (
+        ["submit", str(WITH_ORFS), "--chunk-size", "500", "--db", "{tmp}/x.db", "--demo-models"],
+        "--db: '{tmp}/x.db' is not a URL of the form sqlite:///FILE",
+    ),
+    "a read of a database that does not exist": (
+        ["jobs", "--db", "sqlite:///{tmp}/no_such_dir/x.db"],
+        "database sqlite:///{tmp}/no_such_dir/x.db: no such file",
+    ),
+    "results from a database that does not exist": (
+        ["results", "1", "--out", "{tmp}/out", "--db", "sqlite:///{tmp}/no_such_dir/x.db"],
+        "database sqlite:///{tmp}/no_such_dir/x.db: no such file",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(FAST_FAILURES))
 def test_these_fail_before_any_model_work(case, tmp_path):
-    """One line, exit 2, and not even torch imported (so well under a second)."""
+    """One line, exit 2, not even torch imported (so well under a second), nothing made."""
     arguments, message = FAST_FAILURES[case]
     (tmp_path / "file").write_text("")
-    arguments = [a.replace("{file}", str(tmp_path / "file")) for a in arguments]
+    arguments = [
+        a.replace("{file}", str(tmp_path / "file")).replace("{tmp}", str(tmp_path))
+        for a in arguments
+    ]
     script = (
         "import sys; from virnucpro_worker.interfaces.cli import main; "
         f"code = main({arguments!r}); print(code, 'torch' in sys.modules)"
     )
-    env = {**os.environ, "VIRNUCPRO_CACHE": str(tmp_path / "cache")}
+    env = {**os.environ, "VIRNUCPRO_CACHE": str(tmp_path / "cache"), "HOME": str(tmp_path)}
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, env=env)
     assert result.stdout.decode().split() == ["2", "False"], result.stderr
-    assert message in one_error_line(result)
-    assert not (tmp_path / "cache").exists()
+    assert message.replace("{tmp}", str(tmp_path)) in one_error_line(result)
+    assert [path.name for path in tmp_path.iterdir()] == ["file"]  # no folder, no database
 
 
 # 5. Input formats ----------------------------------------------------------------------------
@@ -487,3 +526,301 @@ def test_the_summary_line_counts_what_the_files_hold(demo_models, tmp_path):
     assert numbers["scored chunks"] == len(chunks)
     assert numbers["viral"] == sum(row.endswith("True") for row in chunks)
     assert numbers["records called virus"] == sum(row.endswith("\tvirus") for row in records)
+
+
+# 10. Leftovers, secrets, the service's commands (issue 24) -----------------------------------
+
+
+def make_input(tmp_path: Path, content: bytes) -> Path:
+    path = tmp_path / "input.fa"
+    path.write_bytes(content)
+    return path
+
+
+GOOD_RECORD = b">good\n" + b"ATGGCCGCTGAAAAACTGGGCCGTATTGACCCA" * 9 + b"\n"
+FAILED_COMMANDS = {
+    "protein input": (["predict", "{input}"], b">p1\nMKVLAAGGHW\n", "is not a nucleotide"),
+    "an empty file": (["predict", "{input}"], b"", "the file is empty"),
+    "duplicate ids": (["predict", "{input}"], b">a\nACGT\n>a\nACGT\n", "duplicate record id"),
+    "an unknown backend": (["predict", "{input}", "--attention", "nope"], GOOD_RECORD, "nope"),
+    "an over-long record": (
+        ["predict", "{input}"],
+        GOOD_RECORD,
+        "over this site's limit of 100",
+    ),
+    "results of an unknown job": (["results", "7"], GOOD_RECORD, "no job 7 in database"),
+}
+
+
+@pytest.mark.parametrize("case", list(FAILED_COMMANDS))
+def test_a_failed_command_leaves_no_folder_and_no_database(
+    case, demo_models, tmp_path, capsys, monkeypatch
+):
+    arguments, content, message = FAILED_COMMANDS[case]
+    monkeypatch.setenv("VIRNUCPRO_MAX_RECORD_LENGTH", "100" if "long" in case else "1000000")
+    work = tmp_path / "work"
+    work.mkdir()
+    path = make_input(tmp_path, content)
+    database = f"sqlite:///{work}/new/jobs.db"
+    if arguments[0] == "results":  # a database that exists, with no such job
+        assert main(["db", "upgrade", "--db", f"sqlite:///{tmp_path}/jobs.db"]) == 0
+        database = f"sqlite:///{tmp_path}/jobs.db"
+    else:
+        arguments = [*arguments, "--chunk-size", "500", *model_args(demo_models)]
+    arguments = [a.replace("{input}", str(path)) for a in arguments]
+    capsys.readouterr()
+    assert main([*arguments, "--out", str(work / "out" / "deeper"), "--db", database]) == 2
+    assert message in one_line_of(capsys.readouterr().err)
+    assert list(work.iterdir()) == []
+
+
+def one_line_of(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if not line.startswith(("INFO: ", "WARNING: "))]
+    assert len(lines) == 1 and lines[0].startswith("virnucpro: error: "), lines
+    return lines[0]
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    from services import RedisServer
+
+    server = RedisServer(tmp_path / "redis").start()
+    yield server.url
+    server.kill()
+
+
+def test_submit_of_bad_input_creates_no_database(redis_url, tmp_path, capsys):
+    path = make_input(tmp_path, b">p1\nMKVLAAGGHW\n")
+    new = tmp_path / "new.db"
+    arguments = ["submit", str(path), "--chunk-size", "500", "--demo-models"]
+    assert main([*arguments, "--redis", redis_url, "--db", f"sqlite:///{new}"]) == 2
+    assert "is not a nucleotide" in one_line_of(capsys.readouterr().err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["input.fa", "redis"]
+
+
+def test_ctrl_c_on_submit_wait_says_how_to_go_on_and_leaves_no_folder(redis_url, tmp_path):
+    """No worker: after NO_WORKER_AFTER seconds the wait says so; Ctrl-C then says the job
+    stays queued and how to fetch its results, and the empty --out folder goes."""
+    database = f"sqlite:///{tmp_path}/jobs.db"
+    script = (
+        "import sys; from virnucpro_worker.interfaces import cli; cli.NO_WORKER_AFTER = 1; "
+        "sys.exit(cli.main(sys.argv[1:]))"
+    )
+    arguments = ["submit", str(WITH_ORFS), "--chunk-size", "500", "--demo-models"]
+    arguments += ["--out", str(tmp_path / "out"), "--redis", redis_url, "--db", database]
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, *arguments],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    job = process.stdout.readline().strip()
+    lines = []
+    while not any("no worker has taken it" in line for line in lines):
+        lines.append(process.stderr.readline())
+        assert lines[-1], lines
+    process.send_signal(signal.SIGINT)
+    _, rest = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert f"INFO: job {job}: 2 records, 2 chunks in 1 shard\n" in lines
+    assert f"job {job} stays in the queue" in rest and f"virnucpro results {job} --out" in rest
+    assert rest.rstrip().endswith("virnucpro: interrupted")
+    assert not (tmp_path / "out").exists() and (tmp_path / "jobs.db").exists()
+
+
+def test_shards_are_whole_blocks_and_submit_says_how_many(redis_url, tmp_path, caplog):
+    """--shard-chunks 20 on a 110-chunk input under one block: one shard, and submit says
+    so (help and README say a shard holds whole blocks of block_bases)."""
+    unit = "ATGGCCGCTGAAAAACTGGGCCGTATTGACCCA" * 16  # 528 bp: 2 chunks of 500 bp
+    path = make_input(tmp_path, "".join(f">r{i}\n{unit}\n" for i in range(55)).encode())
+    database = f"sqlite:///{tmp_path}/jobs.db"
+    arguments = ["submit", str(path), "--chunk-size", "500", "--demo-models", "--shard-chunks"]
+    caplog.set_level("INFO")
+    assert main([*arguments, "20", "--redis", redis_url, "--db", database]) == 0
+    assert (
+        "55 records, 110 chunks in 1 shard (a shard holds whole blocks of 2,000,000 bases: "
+        "--shard-chunks 20 does not cut a block)" in caplog.text
+    )
+    assert "A shard holds whole blocks of block_bases bases" in _help_of("submit")
+
+
+def _help_of(command: str) -> str:
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return " ".join(commands.choices[command].format_help().split())
+
+
+def _stored_job(database: str, state: str) -> int:
+    from virnucpro_worker.sequences.fasta import FastaRecord
+    from virnucpro_worker.store.jobs import InputFile
+    from virnucpro_worker.store.models import State
+    from virnucpro_worker.store.store import Store
+
+    store = Store(database)
+    job = store.create_job(
+        [FastaRecord("a", "ACGT" * 100)],
+        parameters={
+            "chunk_size": 500,
+            "attention": "v1-bmm",
+            "block_bases": 2_000_000,
+            "models": {"demo": True},
+        },
+        input_file=InputFile("a.fa", "0" * 64, 401),
+        shard_chunks=None,
+        state=State.QUEUED,
+    )
+    if state == "failed":
+        store.fail_job(job, "shard 0 (records 1-1) failed after 3 attempts: boom")
+    return job
+
+
+def test_status_exits_1_for_a_failed_job_and_cancel_says_what_it_did(redis_url, tmp_path, capsys):
+    database = f"sqlite:///{tmp_path}/jobs.db"
+    options = ["--redis", redis_url, "--db", database]
+    failed, queued = _stored_job(database, "failed"), _stored_job(database, "queued")
+    assert main(["status", str(failed), *options]) == 1
+    assert "failed" in capsys.readouterr().out
+    assert main(["status", str(queued), *options]) == 0
+    assert main(["cancel", str(failed), *options]) == 1
+    err = capsys.readouterr().err
+    assert f"job {failed} had already failed: nothing to cancel" in err
+    assert main(["cancel", str(queued), *options]) == 0
+    line = capsys.readouterr().out
+    assert line.startswith(f"job {queued}: cancelled,") and line.count("cancelled") == 1
+    assert main(["cancel", str(queued), *options]) == 0
+    assert capsys.readouterr().out.strip() == f"job {queued}: already cancelled"
+
+
+def test_jobs_print_times_alike_on_sqlite_and_postgresql(database_url, capsys):
+    for _ in range(3):
+        _stored_job(database_url, "failed")
+    assert main(["jobs", "--db", database_url, "--last", "2"]) == 0
+    rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()[1:]]
+    assert [row[0] for row in rows] == ["2", "3"]  # the newest two
+    for row in rows:
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", row[7]), row
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", row[8]), row
+
+
+def test_make_demo_lists_only_the_last_jobs():
+    makefile = (Path(__file__).parents[1] / "Makefile").read_text()
+    demo = makefile.split("\ndemo:", 1)[1].split("\n\n", 1)[0]
+    assert "virnucpro jobs --last" in demo and "virnucpro jobs\n" not in demo + "\n"
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["results", "1", "--out", "o", "--bogus", "redis://:hunter2@host/0"],
+        ["status", "1", "--redis", "localhost:hunter2@host:6379"],
+        ["jobs", "--db", "mysql://me:hunter2@host/db"],
+        ["jobs", "--nope=postgresql://me:hunter2@host/db"],
+    ],
+)
+def test_no_error_shows_a_password(arguments, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = cli(*arguments)
+    assert result.returncode == 2
+    line = one_error_line(result)
+    assert "hunter2" not in result.stderr.decode() and "***" in line
+
+
+SERVICE_COMMANDS = {
+    "db": ["db", "current"],
+    "jobs": ["jobs"],
+    "results": ["results", "1", "--out", "o"],
+    "submit": ["submit", "in.fa", "--chunk-size", "500"],
+    "status": ["status", "1"],
+    "cancel": ["cancel", "1"],
+    "recover": ["recover"],
+    "worker": ["worker"],
+}
+
+
+@pytest.mark.parametrize("command", list(SERVICE_COMMANDS))
+def test_every_service_command_takes_redis_and_db_and_global_options_after_it(command):
+    arguments = [*SERVICE_COMMANDS[command], "--redis", "redis://h:1/0", "--db", "sqlite:///x"]
+    args = build_parser().parse_args([*arguments, "-v", "--config", "c.toml"])
+    assert (args.redis_url, args.database_url) == ("redis://h:1/0", "sqlite:///x")
+    assert (args.verbose, args.quiet, args.config) == (True, False, "c.toml")
+    assert build_parser().parse_args(["-q", *arguments]).quiet
+
+
+def test_verbose_and_quiet_on_both_sides_are_refused(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["-v", "jobs", "-q"])
+    assert stopped.value.code == 2 and "-v and -q" in capsys.readouterr().err
+
+
+def test_predict_db_without_url_before_the_input(demo_models, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("VIRNUCPRO_DATABASE_URL", f"sqlite:///{tmp_path}/jobs.db")
+    options = ["--chunk-size", "500", "--out", str(tmp_path / "o"), "--no-progress"]
+    assert main(["predict", "--db", str(WITH_ORFS), *options, *model_args(demo_models)]) == 0
+    assert main(["jobs"]) == 0
+    assert "\tsucceeded\t" in capsys.readouterr().out
+
+
+def test_empty_standard_input_is_named_so(demo_models, tmp_path, monkeypatch, capsys):
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"")))
+    options = ["--chunk-size", "500", "--out", str(tmp_path / "o"), *model_args(demo_models)]
+    assert main(["predict", "-", *options]) == 2
+    assert one_line_of(capsys.readouterr().err) == (
+        "virnucpro: error: standard input: the file is empty"
+    )
+    assert not (tmp_path / "o").exists()
+
+
+def _terminal_lines(command: list[str], env: dict) -> list[str]:
+    """What a terminal shows of `command`'s stderr, each redraw of the bar a line."""
+    import pty
+    import select
+
+    main_end, terminal = pty.openpty()
+    process = subprocess.Popen(command, stderr=terminal, stdout=subprocess.DEVNULL, env=env)
+    os.close(terminal)
+    output = b""
+    while True:
+        ready, _, _ = select.select([main_end], [], [], 0.1)
+        try:
+            piece = os.read(main_end, 1 << 16) if ready else b""
+        except OSError:  # the terminal closed
+            break
+        if not piece and process.poll() is not None:
+            break
+        output += piece
+    os.close(main_end)
+    assert process.wait() == 0, output
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output.decode("utf-8", "replace"))
+    return [line for line in re.split(r"[\r\n]+", text) if line.strip()]
+
+
+def test_on_a_terminal_the_bar_moves_and_warnings_print_above_it(demo_models, tmp_path):
+    """An input under one block: the bar pulses with a running clock until the block is
+    done; the demo warning is a line of its own, not written over the bar."""
+    arguments = ["predict", str(DEMO_INPUT), "--chunk-size", "500", "--out", str(tmp_path / "o")]
+    lines = _terminal_lines([*CLI, *arguments, *model_args(demo_models)], dict(os.environ))
+    warnings = [line for line in lines if "DEMO MODELS" in line]
+    assert warnings == ["WARNING: DEMO MODELS: these predictions are meaningless (random weights)"]
+    bars = [line for line in lines if " records " in line]
+    assert len({bar.split()[0] for bar in bars if "0/?" in bar}) > 1  # the spinner turned
+    assert "24/24" in bars[-1]
+
+
+def test_a_worker_s_log_lines_are_timed_and_name_the_backend_once(redis_url, demo_models, tmp_path):
+    from services import Workers
+
+    from virnucpro_worker.queue.client import Client
+    from virnucpro_worker.settings import Settings
+
+    database = f"sqlite:///{tmp_path}/jobs.db"
+    client = Client(redis_url, database, Settings(block_bases=4000, shard_chunks=20))
+    job = client.submit(DEMO_INPUT, 500, demo=True)
+    assert client.status(job).shards > 2
+    output = Workers(redis_url, database, demo_models.folder, block_bases=4000).run_burst()
+    assert client.status(job).state == "succeeded"
+    lines = output.splitlines()
+    assert sum("attention backend" in line for line in lines) == 1, output
+    timed = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} (DEBUG|INFO|WARNING|ERROR): .*"
+    assert lines and all(re.fullmatch(timed, line) for line in lines), output

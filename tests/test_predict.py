@@ -313,7 +313,7 @@ def test_compare_attention_streams_in_steps(demo_models, tmp_path, monkeypatch, 
     args = ["compare-attention", str(many), *model_args(demo_models), "--chunk-size", "300"]
     assert main([*args, "--report", str(tmp_path / "whole.json")]) == 0
     monkeypatch.setattr(stream_module, "FRAMES_PER_STEP", 1)
-    monkeypatch.setattr(stream_module, "BLOCK_BASES", 1)
+    monkeypatch.setenv("VIRNUCPRO_BLOCK_BASES", "1")
     assert main([*args, "--report", str(tmp_path / "steps.json")]) == 0
     whole, steps = (json.loads((tmp_path / n).read_text()) for n in ("whole.json", "steps.json"))
     assert steps["provenance"]["first"]["models"] == whole["provenance"]["first"]["models"]

@@ -302,8 +302,8 @@ def test_the_cli_submit_wait_out_status_and_cancel(
     capsys.readouterr()
     assert main(["status", str(job), *options]) == 0
     assert capsys.readouterr().out.startswith(f"job {job}: succeeded, shards ")
-    assert main(["cancel", str(job), *options]) == 0  # a finished job stays as it is
-    assert "succeeded" in capsys.readouterr().out
+    assert main(["cancel", str(job), *options]) == 1  # a finished job stays as it is
+    assert f"job {job} had already succeeded: nothing to cancel" in capsys.readouterr().err
 
 
 def test_a_job_waits_for_a_worker_with_its_model_files_and_says_so(service, tmp_path, capsys):

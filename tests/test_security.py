@@ -322,6 +322,7 @@ def test_a_wrong_redis_password_is_one_line_without_it(tmp_path):
     redis = RedisServer(tmp_path / "redis", password="right-one").start()
     try:
         url = redis.url.replace("right-one", "guessed-one")
+        Store(f"sqlite:///{tmp_path / 'db'}").upgrade()  # recover reads an existing database
         result = subprocess.run(
             [*CLI, "recover", "--redis", url, "--db", f"sqlite:///{tmp_path / 'db'}"],
             capture_output=True,

@@ -147,3 +147,42 @@ def test_no_module_below_the_interfaces_reads_the_environment():
         if "interfaces" not in path.parts and readers.search(path.read_text())
     ]
     assert offenders == []
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("redis_url", "localhost:6379", "is not a URL of the form redis://HOST:PORT/DB"),
+        ("redis_url", "redis://:hunter2@host:port/0", "is not a URL (Port could not be cast"),
+        ("database_url", "demo.db", "is not a URL of the form sqlite:///FILE"),
+        ("database_url", "mysql://me:hunter2@host/db", "is not a URL of the form sqlite:///FILE"),
+    ],
+)
+@pytest.mark.parametrize("source", ["option", "environment", "config file"])
+def test_urls_are_checked_where_they_are_read(key, value, message, source, tmp_path):
+    """A mistyped URL is one line naming where it came from, password hidden, wherever it was
+    given; a driver's traceback later is too late."""
+    where = {
+        "option": {"redis_url": "--redis", "database_url": "--db"}[key],
+        "environment": f"VIRNUCPRO_{key.upper()}",
+        "config file": f"config file {tmp_path / 'config.toml'}: {key}",
+    }[source]
+    with pytest.raises(UserError) as caught:
+        settings(
+            {key: value} if source == "option" else None,
+            {f"VIRNUCPRO_{key.upper()}": value} if source == "environment" else None,
+            f'{key} = "{value}"\n' if source == "config file" else None,
+            tmp_path,
+        )
+    text = str(caught.value)
+    assert text.startswith(f"{where}: ") and message in text and "hunter2" not in text
+
+
+def test_good_urls_pass(tmp_path):
+    chosen = settings(
+        {"redis_url": "rediss://:secret@queue:6380/2", "database_url": "postgresql://db/v"},
+        tmp_path=tmp_path,
+    )
+    assert chosen.redis_url == "rediss://:secret@queue:6380/2"
+    assert settings({"database_url": "sqlite:////tmp/x.db"}).database_url == "sqlite:////tmp/x.db"
+    assert settings({"redis_url": "unix:///run/redis.sock"}).redis_url == "unix:///run/redis.sock"

@@ -22,7 +22,7 @@ from virnucpro_worker.pipeline.outputs import (
 )
 from virnucpro_worker.sequences.fasta import read_fasta
 from virnucpro_worker.store import schema
-from virnucpro_worker.store.engine import make_engine
+from virnucpro_worker.store.engine import make_engine, sqlite_file
 from virnucpro_worker.store.jobs import InputFile
 from virnucpro_worker.store.models import ChunkPrediction, FramePrediction, RecordPrediction
 from virnucpro_worker.store.results import read_blocks
@@ -221,6 +221,11 @@ def test_an_older_schema_must_be_upgraded_first(database_url):
 
 
 def test_db_upgrade_and_current_commands(database_url, capsys):
+    file = sqlite_file(database_url)
+    if file is not None:  # reading never creates a database: a missing file is an error
+        assert main(["db", "current", "--db", database_url]) == 2 and not file.exists()
+        assert "no such file" in capsys.readouterr().err
+        file.touch()  # an empty SQLite database
     assert main(["db", "current", "--db", database_url]) == 0
     assert f"schema none (this version's newest: {schema.head()})" in capsys.readouterr().out
     assert main(["db", "upgrade", "--db", database_url]) == 0

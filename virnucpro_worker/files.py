@@ -12,6 +12,7 @@ import signal
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
@@ -47,11 +48,42 @@ def atomic_write(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
 
 
 def sha256_of(path: Path) -> str:
+    """The file's sha256, computed once per process for each version of the file."""
+    return sha256_started(path).result()
+
+
+def sha256_started(path: Path) -> Future[str]:
+    """The file's sha256, computed in a thread (hashlib releases the GIL), so that a caller can
+    read the file meanwhile. A digest is kept under the file's identity (device, inode, size,
+    modification and change times, as git's index keys them): a changed file is hashed again."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    identity = (str(path), stat.st_dev, stat.st_ino, stat.st_size)
+    identity += (stat.st_mtime_ns, stat.st_ctime_ns)
+    with _digests_lock:
+        digest = _digests.get(identity)
+        if digest is None:
+            digest = _digests[identity] = _hashers.submit(_sha256, path)
+            digest.add_done_callback(lambda done: done.exception() and _forget(identity))
+    return digest
+
+
+def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
+        for block in iter(lambda: handle.read(1 << 22), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _forget(identity: tuple[object, ...]) -> None:
+    with _digests_lock:
+        _digests.pop(identity, None)
+
+
+_digests: dict[tuple[object, ...], Future[str]] = {}
+_digests_lock = threading.Lock()
+_hashers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sha256")
 
 
 def check_writable_folder(folder: Path) -> None:
@@ -79,6 +111,45 @@ def check_writable_file(path: Path) -> None:
             raise PermissionError(13, "Permission denied")
     except OSError as error:
         raise UserError(f"{path}: cannot write this file ({error.strerror})") from None
+
+
+class NewPaths:
+    """Files and folders a command may create, watched before it creates them: if the command
+    fails, `remove` takes away those that did not exist when watched (a folder only while
+    empty), with the folders made to hold them, so a failed command leaves nothing new."""
+
+    def __init__(self) -> None:
+        self._watched: dict[Path, list[Path]] = {}
+
+    def watch(self, path: Path | str, *sidecars: str) -> None:
+        """Watch `path` and `path` + each of `sidecars` (e.g. a database's "-wal")."""
+        path = Path(path).absolute()
+        missing = []
+        for candidate in (path, *path.parents):
+            if os.path.lexists(candidate):
+                break
+            missing.append(candidate)
+        missing += [Path(f"{path}{suffix}") for suffix in sidecars if not _lexists(path, suffix)]
+        self._watched[path] = missing
+
+    def keep(self, path: Path | str) -> None:
+        """`path` (and the folders made for it) now holds something worth keeping."""
+        self._watched.pop(Path(path).absolute(), None)
+
+    def remove(self) -> None:
+        created = {path for paths in self._watched.values() for path in paths}
+        folders = sorted((p for p in created if p.is_dir()), key=lambda p: -len(p.parts))
+        for path in created - set(folders):
+            with contextlib.suppress(OSError):  # never made (e.g. under a file)
+                path.unlink(missing_ok=True)
+        for folder in folders:
+            with contextlib.suppress(OSError):  # not empty: someone else's now
+                folder.rmdir()
+        self._watched.clear()
+
+
+def _lexists(path: Path, suffix: str) -> bool:
+    return os.path.lexists(f"{path}{suffix}")
 
 
 @contextlib.contextmanager
@@ -114,8 +185,10 @@ class StagedFolder:
     def __init__(self, out_dir: Path, run_file: str) -> None:
         self.out_dir, self.run_file = Path(out_dir), run_file
         self.path: Path | None = None
+        self.new = NewPaths()
 
     def __enter__(self) -> StagedFolder:
+        self.new.watch(self.out_dir)
         check_writable_folder(self.out_dir)
         _remove_abandoned_staging(self.out_dir)
         self.path = Path(
@@ -123,9 +196,11 @@ class StagedFolder:
         )
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, error_type: type | None, *exc_info: object) -> None:
         if self.path is not None:
             shutil.rmtree(self.path, ignore_errors=True)
+        if error_type is not None:  # a failed run leaves no empty output folder either
+            self.new.remove()
 
     def file(self, name: str) -> Path:
         assert self.path is not None, "use StagedFolder with `with`"

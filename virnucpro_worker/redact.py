@@ -23,3 +23,16 @@ def redact_text(text: str, *urls: str | None) -> str:
         if password and password.group("password"):
             text = text.replace(password.group("password"), "***")
     return text
+
+
+# user:password@ anywhere in a text, with or without a scheme (a URL mistyped is still a secret)
+_ANY_PASSWORD = re.compile(
+    r"(?P<head>(?:[a-zA-Z][a-zA-Z0-9+.-]*://)?[^\s/@:'\"]*:)(?P<password>[^\s'\"/]+)(?=@)"
+)
+
+
+def redact_passwords(text: str) -> str:
+    """`text` (an error message, a command line) with every password of every URL in it
+    replaced by `***`."""
+    text = _ANY_PASSWORD.sub(lambda match: match.group("head") + "***", text)
+    return _QUERY_PASSWORD.sub(lambda match: match.group("key") + "***", text)

@@ -23,12 +23,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .attention.registry import DEFAULT_BACKEND, V1_BACKEND
 from .errors import UserError
 from .files import sha256_of
 from .models.model_files import ModelFiles
-from .redact import redact_url
+from .redact import redact_passwords, redact_url
 from .sequences.fasta import InputLimits
 
 DEFAULT_ESM = "esm2_t36_3B_UR50D"
@@ -47,6 +48,9 @@ class Settings:
     device: str | None = None  # None: CUDA when available, else the CPU
     dtype: str | None = None  # None: bf16 on CUDA, fp32 on the CPU
     cache: str | None = None  # the demo models are built here once; default ~/.cache/virnucpro
+    # Triton's compiled kernels (TRITON_CACHE_DIR); None: Triton's default, ~/.triton/cache.
+    # A fresh folder costs each process seconds of compiling before its first block.
+    triton_cache: str | None = None
     database_url: str | None = None  # default: SQLite in ~/.local/share/virnucpro
     redis_url: str = "redis://127.0.0.1:6379/0"
     queue: str = "virnucpro"  # shards go to queue "<queue>-<chunk size>"
@@ -126,9 +130,11 @@ def load_settings(options: Mapping[str, Any], environ: Mapping[str, str]) -> Set
     ]
     values: dict[str, Any] = {}
     for key in _KEYS - set(MODEL_KEYS):
-        for _, level in levels:
+        for where, level in levels:
             if level.get(key) is not None:
                 values[key] = _typed(key, level[key])
+                if key in _URL_SCHEMES:
+                    _check_url(key, values[key], where)
                 break
     values.update(_model_settings(levels))
     values = _with_home(values, environ)
@@ -136,6 +142,37 @@ def load_settings(options: Mapping[str, Any], environ: Mapping[str, str]) -> Set
         values["config_file"] = str(config_path)
         values["config_sha256"] = sha256_of(config_path)
     return Settings(**values)
+
+
+# The URL settings, the schemes each takes and what a URL looks like (for the error).
+_URL_SCHEMES = {
+    "redis_url": (
+        ("redis", "rediss", "unix"),
+        "redis://HOST:PORT/DB, rediss://HOST:PORT/DB or unix:///PATH",
+    ),
+    "database_url": (
+        ("sqlite", "postgresql", "postgres"),
+        "sqlite:///FILE or postgresql://USER@HOST:PORT/DATABASE",
+    ),
+}
+_WHERE = {"redis_url": "--redis", "database_url": "--db"}
+
+
+def _check_url(key: str, url: str, where: str) -> None:
+    """A URL of the right kind, checked where it is read: a mistyped one is one line naming
+    where it came from (its password hidden), not a traceback from the driver."""
+    schemes, form = _URL_SCHEMES[key]
+    source = {
+        "option": _WHERE[key],
+        "environment": environment_name(key),
+    }.get(where, f"{where}: {key}")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (a port that is not a number raises)
+    except ValueError as error:
+        raise UserError(f"{source}: {redact_passwords(url)!r} is not a URL ({error})") from None
+    if parts.scheme.split("+", 1)[0].lower() not in schemes or "://" not in url:
+        raise UserError(f"{source}: {redact_passwords(url)!r} is not a URL of the form {form}")
 
 
 def _config_path(option: str | None, environ: Mapping[str, str]) -> Path:
@@ -198,7 +235,7 @@ def _model_settings(levels: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     return {}
 
 
-_PATHS = ("models", "esm", "dnabert", "classifier", "cache")
+_PATHS = ("models", "esm", "dnabert", "classifier", "cache", "triton_cache")
 
 
 def _expand_home(path: str, environ: Mapping[str, str]) -> str:

@@ -11,11 +11,14 @@ import torch
 from esm.model.esm2 import ESM2
 from torch import nn
 
+from virnucpro_worker.attention.fused_ops import (
+    add_layer_norm,
+    exact_gelu,
+    residual_add_layer_norm,
+)
 from virnucpro_worker.attention.kernels import AttentionKernel
-from virnucpro_worker.attention.packing import Pack
+from virnucpro_worker.attention.packing import Pack, segment_sum
 from virnucpro_worker.attention.rotary import rotary_tables
-
-from .fused_ops import add_layer_norm, exact_gelu, residual_add_layer_norm
 
 MASK_RATIO_TRAIN = 0.15 * 0.8  # fair-esm's token-dropout constant, applied even in eval
 
@@ -85,11 +88,8 @@ class PackedEsm2(nn.Module):
             return x
         is_mask = pack.tokens == self.mask_idx
         x = x.masked_fill(is_mask[:, None], 0.0)
-        rows = len(pack.lengths)
         lengths = torch.diff(pack.cu_seqlens).float()
-        masked = torch.zeros(rows, device=x.device).index_add_(
-            0, pack.sequence_index, is_mask.float()
-        )
+        masked = segment_sum(is_mask.float(), pack)
         scale = (1 - MASK_RATIO_TRAIN) / (1 - masked / lengths)
         return (x * scale[pack.sequence_index, None]).to(x.dtype)
 

@@ -21,5 +21,6 @@ class Encoder(Protocol):
     """Embeds sequences; returns float32 CPU rows in input order."""
 
     kernel: str  # the attention kernel it runs, recorded with every result
+    token_budget: int  # tokens per pack or batch: which sequences share a batch decides bits
 
     def embed(self, sequences: Sequence[str]) -> torch.Tensor: ...

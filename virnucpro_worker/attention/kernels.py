@@ -8,6 +8,7 @@ kernel does not apply rotary itself, `attend` applies it first, exactly as fair-
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,10 +22,6 @@ try:
     from flash_attn import flash_attn_varlen_func
 except ImportError:  # the optional `flash` extra
     flash_attn_varlen_func = None
-try:
-    from torch.nn.attention.varlen import varlen_attn
-except ImportError:  # PyTorch < 2.9
-    varlen_attn = None
 try:
     from .triton_varlen import varlen_attention as triton_varlen_attention
 except ImportError:  # no Triton: CUDA builds of PyTorch bring it
@@ -88,10 +85,16 @@ def _triton_usable(device: torch.device, dtype: torch.dtype) -> bool:
 
 
 def _torch_varlen_usable(device: torch.device, dtype: torch.dtype) -> bool:
-    return device.type == "cuda" and dtype in HALF_DTYPES and varlen_attn is not None
+    # PyTorch >= 2.9. Imported only when it runs: importing it imports torch._dynamo and the
+    # compiler, seconds that a run through any other kernel should not wait for.
+    if device.type != "cuda" or dtype not in HALF_DTYPES:
+        return False
+    return importlib.util.find_spec("torch.nn.attention.varlen") is not None
 
 
 def _torch_varlen(q, k, v, pack: Pack, scale: float, alibi_slopes=None) -> torch.Tensor:
+    from torch.nn.attention.varlen import varlen_attn
+
     if alibi_slopes is not None:
         raise ValueError("torch-varlen has no ALiBi bias")
     return varlen_attn(

@@ -81,23 +81,28 @@ def build_pack(
     return Pack(order, lengths, *tensors, max_seqlen=max(lengths))
 
 
+def segment_sum(values: torch.Tensor, pack: Pack) -> torch.Tensor:
+    """Sum of `values` [T, ...] over each sequence's tokens, in token order.
+
+    Deterministic on every device: each output element is one sequential sum over its own
+    sequence's tokens, so a sequence's result does not depend on the other sequences of its pack.
+    `index_add_` on CUDA adds with atomics in whatever order the threads arrive, which changed
+    the last bits of scores from run to run (benchmarks/segment_mean.py measures both)."""
+    return torch.segment_reduce(values, "sum", offsets=pack.cu_seqlens, axis=0)
+
+
 def segment_mean(
     hidden: torch.Tensor, pack: Pack, keep: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Mean of `hidden` [T, D] per sequence, over the tokens where `keep` [T] is true (all if
-    None), accumulated in fp32."""
-    rows = len(pack.lengths)
+    None), accumulated in fp32 (`segment_sum`: the same bits every run)."""
     values = hidden.float()
-    index = pack.sequence_index
-    if keep is not None:
-        values = values * keep.unsqueeze(-1)
-        counts = torch.zeros(rows, device=hidden.device).index_add_(0, index, keep.float())
+    if keep is None:
+        counts = torch.diff(pack.cu_seqlens).float()
     else:
-        counts = torch.zeros(rows, device=hidden.device).index_add_(
-            0, index, torch.ones_like(index, dtype=torch.float32)
-        )
-    sums = torch.zeros(rows, hidden.shape[-1], device=hidden.device).index_add_(0, index, values)
-    return sums / counts.clamp_min(1).unsqueeze(-1)
+        values = values * keep.unsqueeze(-1)
+        counts = segment_sum(keep.float(), pack)
+    return segment_sum(values, pack) / counts.clamp_min(1).unsqueeze(-1)
 
 
 class MeansInInputOrder:

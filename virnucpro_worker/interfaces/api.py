@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,6 +14,8 @@ if TYPE_CHECKING:
     import torch
 
     from ..pipeline.predictor import Predictor
+
+log = logging.getLogger(__name__)
 
 
 def load_models(
@@ -47,15 +50,30 @@ def load_models(
         "dtype": dtype,
         "config": None if config is None else str(config),
     }
-    return load_predictor(load_settings(options, os.environ))
+    from ..pipeline.outputs import DEMO_WARNING
+
+    predictor = load_predictor(load_settings(options, os.environ))
+    if predictor.demo:  # once, here: the command line says it with each run instead
+        log.warning(DEMO_WARNING)
+    return predictor
 
 
-def load_predictor(settings: Settings) -> Predictor:
-    """The model set `settings` name, loaded (the CLI and the worker share this)."""
+def load_predictor(settings: Settings, warm_up: bool = False) -> Predictor:
+    """The model set `settings` name, loaded (the CLI and the worker share this); with
+    `warm_up`, its kernels compiled before it returns (a worker, before it takes work)."""
     from ..pipeline.predictor import ModelChoice, Predictor
+    from ..pipeline.warmup import warm_up as run_warm_up
 
+    if settings.triton_cache:  # Triton reads its cache folder from the environment only
+        os.environ["TRITON_CACHE_DIR"] = settings.triton_cache
     files = settings.model_files()
-    return Predictor.load(ModelChoice(files, settings.attention, settings.device, settings.dtype))
+    choice = ModelChoice(
+        files, settings.attention, settings.device, settings.dtype, settings.block_bases
+    )
+    predictor = Predictor.load(choice)
+    if warm_up:
+        run_warm_up(predictor)
+    return predictor
 
 
 def environment_settings() -> Settings:

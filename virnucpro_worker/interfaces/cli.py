@@ -16,14 +16,18 @@ import os
 import signal
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
 from .. import __version__
-from ..errors import UserError, first_line
-from ..files import check_writable_file, check_writable_folder, sha256_of
+from ..errors import InputError, UserError, first_line
+from ..files import NewPaths, check_writable_file, check_writable_folder, sha256_of
+from ..redact import redact_passwords
 from ..sequences.chunking import CHUNK_SIZES
+from ..sequences.fasta import InputLimits, check_input_file
 from ..settings import Settings, load_settings
 from .api import load_predictor
 
@@ -35,13 +39,17 @@ INPUT_HELP = (
 
 
 CONFIGURED = ""  # `predict --db` with no URL: the configured database
+STANDARD_INPUT = "standard input"
+# `submit --wait`: after this many seconds with no shard taken, say that no worker has come.
+NO_WORKER_AFTER = 30.0
 
 
 class Parser(argparse.ArgumentParser):
-    """Usage errors as one line, like every other error, naming where the help is."""
+    """Usage errors as one line, like every other error, naming where the help is; a password
+    in a mistyped argument is hidden there too."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"virnucpro: error: {message} (see `{self.prog} --help`)\n")
+        self.exit(2, f"virnucpro: error: {redact_passwords(message)} (see `{self.prog} --help`)\n")
 
 
 class Terminated(Exception):
@@ -72,7 +80,7 @@ def _non_negative(text: str) -> int:
 
 def settings_from(args: argparse.Namespace) -> Settings:
     """The command's options, the VIRNUCPRO_* environment and the config file (settings.py)."""
-    options = {key: value for key, value in vars(args).items() if key != "run"}
+    options = {key: value for key, value in vars(args).items() if key not in ("run", "new_paths")}
     if options.get("database_url") == CONFIGURED:
         options["database_url"] = None
     if options.pop("v1_attention", False) and not options.get("attention"):
@@ -93,10 +101,13 @@ def invocation(settings: Settings) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def input_file(argument: str) -> Iterator[tuple[Path, dict[str, Any] | None]]:
-    """(a path to read, its run.json description or None for the default). Standard input is
-    copied to a temporary file first: the input is checked whole before any model work."""
+def input_file(argument: str, limits: InputLimits) -> Iterator[tuple[Path, dict[str, Any] | None]]:
+    """(a path to read, its run.json description or None for the default), checked as a file
+    (there, a regular file, readable, not empty, not too large) before anything else. Standard
+    input is copied to a temporary file first, the input being checked whole before any model
+    work; errors name it "standard input", not the copy."""
     if argument != "-":
+        check_input_file(Path(argument), limits)
         yield Path(argument), None
         return
     with tempfile.TemporaryDirectory(prefix="virnucpro-stdin-") as folder:
@@ -104,7 +115,11 @@ def input_file(argument: str) -> Iterator[tuple[Path, dict[str, Any] | None]]:
         with path.open("wb") as copy:
             while piece := sys.stdin.buffer.read(1 << 22):
                 copy.write(piece)
-        yield path, {"path": "-", "bytes": path.stat().st_size, "sha256": sha256_of(path)}
+        try:
+            check_input_file(path, limits)
+            yield path, {"path": "-", "bytes": path.stat().st_size, "sha256": sha256_of(path)}
+        except InputError as error:
+            raise InputError(str(error).replace(str(path), STANDARD_INPUT)) from None
 
 
 def check_backend(name: str) -> None:
@@ -122,7 +137,8 @@ def _prepare(args: argparse.Namespace) -> int:
     from ..sequences.prepare import default_workers, prepare
 
     settings = settings_from(args)
-    with input_file(args.input) as (path, _):
+    with input_file(args.input, settings.limits) as (path, _):
+        args.new_paths.watch(args.out)
         summary = prepare(
             path, args.chunk_size, args.out, args.workers or default_workers(), settings.limits
         )
@@ -141,20 +157,21 @@ def _rna_note(records: int) -> str:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    check_writable_folder(args.out)
     settings = settings_from(args)
     check_backend(settings.attention)
-    from ..pipeline.provenance import input_description
-    from ..pipeline.run import predict_file, scan_input
-    from .progress import progress_bar
+    with input_file(args.input, settings.limits) as (path, info):
+        args.new_paths.watch(args.out)
+        check_writable_folder(args.out)
+        from ..pipeline.provenance import input_description  # imports torch: after the checks
+        from ..pipeline.run import predict_file, scan_input
+        from .progress import progress_bar
 
-    recorder = JobRecorder(settings, args) if args.database_url is not None else None
-    with input_file(args.input) as (path, info):
-        info = info or input_description(path)
-        if recorder:  # storing the input checks it too
-            records = recorder.start(path, info)
-        else:  # bad input fails before minutes of loading
+        recorder = JobRecorder(settings, args) if args.database_url is not None else None
+        if recorder is None:  # bad input fails before minutes of loading, before hashing
             records = scan_input(path, settings.limits).records
+        info = info or input_description(path)
+        if recorder is not None:  # storing the input checks it too
+            records = recorder.start(path, info)
         try:
             predictor = load_predictor(settings)
             _cpu_threads(args.workers)
@@ -188,9 +205,8 @@ class JobRecorder:
     """`predict --db`: the run as a job of one shard in the database, its input and results."""
 
     def __init__(self, settings: Settings, args: argparse.Namespace) -> None:
-        from ..store.store import Store
-
-        self.store, self.settings, self.args = Store(settings.database_url), settings, args
+        self.store = open_store(settings.database_url, args.new_paths)
+        self.settings, self.args = settings, args
         self.job_id: int | None = None
 
     def start(self, path: Path, info: dict[str, Any]) -> int:
@@ -211,6 +227,7 @@ class JobRecorder:
             shard_chunks=None,
             state=State.RUNNING,
         )
+        keep_database(self.store.url, self.args.new_paths)  # it records this job now
         log.info("job %d in %s", self.job_id, self.store.name)
         return self.store.job(self.job_id).records
 
@@ -250,9 +267,10 @@ def _compare(args: argparse.Namespace) -> int:
     first, second = args.backends
     if first == second:
         raise UserError(f"--backends needs two different backends, not {first} twice")
-    if args.report:
-        check_writable_file(args.report)
     settings = settings_from(args)
+    if args.report:
+        args.new_paths.watch(args.report)
+        check_writable_file(args.report)
     for name in args.backends:
         check_backend(name)
     import json
@@ -260,7 +278,7 @@ def _compare(args: argparse.Namespace) -> int:
     from ..pipeline.compare import VALIDATE_FROM, compare_backends
     from ..pipeline.run import scan_input
 
-    with input_file(args.input) as (path, _):
+    with input_file(args.input, settings.limits) as (path, _):
         scan_input(path, settings.limits)
         predictor = load_predictor(dataclasses.replace(settings, attention=first))
         if predictor.demo:
@@ -292,11 +310,45 @@ def report_lines(report: dict[str, Any], first: str, second: str) -> list[str]:
     ]
 
 
-def _db(args: argparse.Namespace) -> int:
-    from ..store import schema
+def open_store(url: str, new_paths: NewPaths):  # -> store.Store
+    """The database at `url` for a command that writes (watch_database)."""
     from ..store.store import Store
 
-    store = Store(settings_from(args).database_url)
+    watch_database(url, new_paths)
+    return Store(url)
+
+
+def watch_database(url: str, new_paths: NewPaths) -> None:
+    """A SQLite file that a command creates is removed again if the command fails before it
+    records anything (`keep_database` says it has)."""
+    from ..store.engine import SQLITE_SIDECARS, sqlite_file
+
+    if file := sqlite_file(url):
+        new_paths.watch(file, *SQLITE_SIDECARS)
+
+
+def keep_database(url: str, new_paths: NewPaths) -> None:
+    from ..store.engine import sqlite_file
+
+    if file := sqlite_file(url):
+        new_paths.keep(file)
+
+
+def read_store(url: str):  # -> store.Store
+    """The database at `url` for a command that only reads it: it must exist."""
+    from ..store.engine import check_exists
+
+    check_exists(url)
+    from ..store.store import Store  # imports torch: after the check
+
+    return Store(url)
+
+
+def _db(args: argparse.Namespace) -> int:
+    from ..store import schema
+
+    url = settings_from(args).database_url
+    store = open_store(url, args.new_paths) if args.action == "upgrade" else read_store(url)
     if args.action == "upgrade":
         store.upgrade()
     revision = store.current()
@@ -305,44 +357,62 @@ def _db(args: argparse.Namespace) -> int:
 
 
 def _jobs(args: argparse.Namespace) -> int:
-    from ..store.store import Store
-
-    store = Store(settings_from(args).database_url)
+    store = read_store(settings_from(args).database_url)
+    jobs = store.jobs()
+    if args.last:
+        jobs = jobs[-args.last :]
     print("id\tstate\tinput\trecords\tchunks\tshards_done\tframes_done\tcreated\tfinished\tlabel")
-    for job in store.jobs():
-        finished = job.finished_at.isoformat(timespec="seconds") if job.finished_at else ""
+    for job in jobs:
         print(
             f"{job.id}\t{job.state}\t{job.input_name}\t{job.records}\t{job.chunks}\t"
             f"{job.shards_done}/{job.shards}\t{job.frames_done}\t"
-            f"{job.created_at.isoformat(timespec='seconds')}\t{finished}\t{job.label or ''}"
+            f"{utc_time(job.created_at)}\t{utc_time(job.finished_at)}\t{job.label or ''}"
         )
     return 0
 
 
-def _results(args: argparse.Namespace) -> int:
-    check_writable_folder(args.out)
-    from ..store.store import Store
+def utc_time(moment: datetime | None) -> str:
+    """A stored time in UTC, to the second: SQLite gives it back without its offset (it was
+    stored in UTC), PostgreSQL in the session's time zone; both print alike."""
+    if moment is None:
+        return ""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
 
-    store = Store(settings_from(args).database_url)
+
+def _results(args: argparse.Namespace) -> int:
+    store = read_store(settings_from(args).database_url)
+    args.new_paths.watch(args.out)
+    check_writable_folder(args.out)
     store.write_outputs(args.job, args.out, viral_fasta=args.viral_fasta)
     print(f"job {args.job}: results in {args.out}")
     return 0
 
 
-def client_from(args: argparse.Namespace):  # -> queue.Client
-    from ..queue.client import Client
+def client_from(args: argparse.Namespace, read: bool = True):  # -> queue.Client
+    """The worker pool and its database; `read`: the database must exist already."""
+    from ..store.engine import check_exists
 
     settings = settings_from(args)
+    if read:
+        check_exists(settings.database_url)
+    else:
+        watch_database(settings.database_url, args.new_paths)
+    from ..queue.client import Client  # imports torch: after the checks
+
     return Client(settings.redis_url, settings.database_url, settings)
 
 
 def _submit(args: argparse.Namespace) -> int:
-    if args.out:
-        check_writable_folder(args.out)
-    client = client_from(args)
-    named = args.models or args.esm or args.dnabert or args.classifier
-    models = client.settings.model_files() if named and not args.demo_models else None
-    with input_file(args.input) as (path, _):
+    limits = settings_from(args).limits
+    with input_file(args.input, limits) as (path, _):
+        if args.out:
+            args.new_paths.watch(args.out)
+            check_writable_folder(args.out)
+        client = client_from(args, read=False)
+        named = args.models or args.esm or args.dnabert or args.classifier
+        models = client.settings.model_files() if named and not args.demo_models else None
         job_id = client.submit(
             path,
             args.chunk_size,
@@ -352,16 +422,48 @@ def _submit(args: argparse.Namespace) -> int:
             shard_chunks=args.shard_chunks,
             label=args.label,
         )
+    keep_database(client.store.url, args.new_paths)
     print(job_id, flush=True)
+    log.info(shards_line(client.store.job(job_id), args.shard_chunks, client.settings))
     if not (args.wait or args.out):
         return 0
-    return _wait_for(client, job_id, args.out, args.viral_fasta, show=not args.no_progress)
+    try:
+        return _wait_for(client, job_id, args.out, args.viral_fasta, show=not args.no_progress)
+    except KeyboardInterrupt:
+        log.warning(
+            "job %d stays in the queue and the workers go on with it: `virnucpro status %d` "
+            "shows it, `virnucpro results %d --out DIR` writes its files once it has succeeded "
+            "(`virnucpro cancel %d` stops it)",
+            *[job_id] * 4,
+        )
+        raise
+
+
+def shards_line(job, shard_chunks: int | None, settings: Settings) -> str:
+    """How a submitted job was cut: a shard holds whole blocks of `block_bases` bases, so
+    `--shard-chunks` is an upper bound that a single block may exceed."""
+    line = (
+        f"job {job.id}: {job.records} records, {job.chunks} chunks in {job.shards} "
+        f"shard{'s' if job.shards != 1 else ''}"
+    )
+    if shard_chunks and job.chunks > shard_chunks * job.shards:
+        line += (
+            f" (a shard holds whole blocks of {settings.block_bases:,} bases: "
+            f"--shard-chunks {shard_chunks} does not cut a block)"
+        )
+    return line
 
 
 def _wait_for(client, job_id: int, out: Path | None, viral_fasta: bool, show: bool) -> int:
     from .progress import job_progress
 
-    with job_progress(show, client.status(job_id)) as on_status:
+    no_worker = no_worker_note(job_id)
+    with job_progress(show, client.status(job_id)) as show_status:
+
+        def on_status(status) -> None:
+            no_worker(status)
+            show_status(status)
+
         status = client.wait(job_id, on_status=on_status)
     if status.state != "succeeded":
         print(f"virnucpro: {status.line()}", file=sys.stderr)
@@ -372,13 +474,41 @@ def _wait_for(client, job_id: int, out: Path | None, viral_fasta: bool, show: bo
     return 0
 
 
+def no_worker_note(job_id: int):  # -> Callable[[JobStatus], None]
+    """Says once, NO_WORKER_AFTER seconds into a wait, that no worker has taken the job."""
+    deadline, said = time.monotonic() + NO_WORKER_AFTER, False
+
+    def check(status) -> None:
+        nonlocal said
+        if not said and status.state == "queued" and time.monotonic() > deadline:
+            log.warning(
+                "job %d: still queued after %.0f s, no worker has taken it: is a worker with "
+                "the models it asks for running (`virnucpro worker`, same --redis and --db)?",
+                job_id,
+                NO_WORKER_AFTER,
+            )
+            said = True
+
+    return check
+
+
 def _status(args: argparse.Namespace) -> int:
-    print(client_from(args).status(args.job).line())
-    return 0
+    status = client_from(args).status(args.job)
+    print(status.line())
+    return 1 if status.state == "failed" else 0
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    print(client_from(args).cancel(args.job).line())
+    client = client_from(args)
+    before = client.status(args.job)
+    after = before if before.finished else client.cancel(args.job)
+    if after.state != "cancelled":  # it ended before the cancel reached it
+        print(
+            f"virnucpro: job {args.job} had already {after.state}: nothing to cancel",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"job {args.job}: already cancelled" if before.finished else after.line())
     return 0
 
 
@@ -392,12 +522,16 @@ def _worker(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     from ..queue import messages
     from ..queue.worker import serve
+    from ..store.engine import sqlite_file
     from ..store.store import Store
 
     with messages.redis_errors(settings.redis_url):
         messages.connect(settings.redis_url).ping()
-    Store(settings.database_url).jobs()  # the database answers, its schema is current
-    predictor = load_predictor(settings)  # once: every shard of every job reuses it
+    file = sqlite_file(settings.database_url)
+    if file is None or file.exists():  # a new SQLite file waits for the first job
+        Store(settings.database_url).jobs()  # the database answers, its schema is current
+    # Once, kernels compiled: every shard of every job reuses it, the first as fast as the rest.
+    predictor = load_predictor(settings, warm_up=True)
     _cpu_threads(args.workers)
     queues = [args.queue_name] if args.queue_name else None
     return serve(settings, predictor, queues, burst=args.burst)
@@ -426,6 +560,7 @@ def _backends(args: argparse.Namespace) -> int:
 
 
 def _demo_models(args: argparse.Namespace) -> int:
+    args.new_paths.watch(args.out)
     check_writable_folder(args.out)
     from ..models.demo import DEMO_SEED, write_demo_models
 
@@ -435,6 +570,7 @@ def _demo_models(args: argparse.Namespace) -> int:
 
 
 def _convert_classifier(args: argparse.Namespace) -> int:
+    args.new_paths.watch(args.target)
     check_writable_file(args.target)
     from ..models.classifier import convert_classifier
 
@@ -502,15 +638,30 @@ def add_database_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_service_options(parser: argparse.ArgumentParser) -> None:
+def add_service_options(parser: argparse.ArgumentParser, uses_redis: bool = True) -> None:
+    """--redis and --db: every command that works with the service takes both, so that one
+    set of options (or an alias) serves them all."""
     parser.add_argument(
         "--redis",
         dest="redis_url",
         metavar="URL",
         help="redis://[:PASSWORD@]HOST:PORT/DB (default: $VIRNUCPRO_REDIS_URL, the config file, "
-        "else redis://127.0.0.1:6379/0)",
+        "else redis://127.0.0.1:6379/0)"
+        + ("" if uses_redis else "; accepted and checked, but this command does not use Redis"),
     )
     add_database_option(parser)
+
+
+def add_global_options(parser: argparse.ArgumentParser, default: Any = None) -> None:
+    """--config, -v and -q, before the command or after it (there `default` is SUPPRESS, so
+    that a command's parser does not overwrite what was given before it)."""
+    parser.add_argument(
+        "--config", metavar="FILE", default=default, help="settings file (default: see README)"
+    )
+    loudness = parser.add_mutually_exclusive_group()
+    flag = {"action": "store_true", "default": False if default is None else default}
+    loudness.add_argument("-v", "--verbose", help="debug messages too", **flag)
+    loudness.add_argument("-q", "--quiet", help="warnings and errors only", **flag)
 
 
 def add_chunk_size(parser: argparse.ArgumentParser, default: int | None = None) -> None:
@@ -530,10 +681,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="virnucpro", description="Find viral sequences among DNA reads and contigs."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--config", metavar="FILE", help="settings file (default: see README)")
-    loudness = parser.add_mutually_exclusive_group()
-    loudness.add_argument("-v", "--verbose", action="store_true", help="debug messages too")
-    loudness.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    add_global_options(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     prepare = commands.add_parser(
@@ -594,25 +742,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = commands.add_parser("db", help="the database's schema: upgrade it, or show it")
     db.add_argument("action", choices=("upgrade", "current"), help="upgrade, or show the schema")
-    add_database_option(db)
+    add_service_options(db, uses_redis=False)
     db.set_defaults(run=_db)
 
     jobs = commands.add_parser("jobs", help="list the jobs in the database")
-    add_database_option(jobs)
+    jobs.add_argument("--last", type=_positive, metavar="N", help="only the newest N jobs")
+    add_service_options(jobs, uses_redis=False)
     jobs.set_defaults(run=_jobs)
 
     results = commands.add_parser("results", help="write a job's result files from the database")
     results.add_argument("job", type=_positive, help="the job id")
     results.add_argument("--out", type=Path, required=True, help="output folder")
     results.add_argument("--viral-fasta", action="store_true", help="also write viral_sequences.fa")
-    add_database_option(results)
+    add_service_options(results, uses_redis=False)
     results.set_defaults(run=_results)
 
     submit = commands.add_parser("submit", help="queue an input for the GPU worker pool")
     submit.add_argument("input", help=INPUT_HELP)
     add_chunk_size(submit)
     submit.add_argument(
-        "--shard-chunks", type=_positive, help="chunks per shard (default: about a GPU minute)"
+        "--shard-chunks",
+        type=_positive,
+        metavar="N",
+        help="the most chunks per shard (default: about a GPU minute). A shard holds whole "
+        "blocks of block_bases bases (setting; default 2,000,000), so that results equal "
+        "`predict`'s: a block never splits, and an input under one block is one shard",
     )
     submit_models = submit.add_argument_group(
         "models: the workers' (default); --demo-models for workers with demo models; files "
@@ -641,8 +795,13 @@ def build_parser() -> argparse.ArgumentParser:
     submit.set_defaults(run=_submit)
 
     for name, function, text in (
-        ("status", _status, "a queued job's state and progress"),
-        ("cancel", _cancel, "cancel a queued job (running shards stop at their next block)"),
+        ("status", _status, "a queued job's state and progress (exit status 1: it failed)"),
+        (
+            "cancel",
+            _cancel,
+            "cancel a queued job (running shards stop at their next block; exit status 1: "
+            "it had already succeeded or failed)",
+        ),
     ):
         command = commands.add_parser(name, help=text)
         command.add_argument("job", type=_positive, help="the job id")
@@ -688,6 +847,8 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("source", type=Path, help="the classifier: .pth (pickle) or .safetensors")
     convert.add_argument("target", type=Path, help="the new file; must end in .safetensors")
     convert.set_defaults(run=_convert_classifier)
+    for command in commands.choices.values():
+        add_global_options(command, default=argparse.SUPPRESS)
     return parser
 
 
@@ -701,19 +862,31 @@ def _terminate(_signal: int, _frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    logging.basicConfig(format="%(levelname)s: %(message)s", stream=sys.stderr)
-    logging.getLogger().setLevel(level)
-    logging.getLogger("alembic").setLevel(max(level, logging.WARNING))  # its INFO is chatter
+    parser = build_parser()
+    args = parser.parse_args(_db_before_input(sys.argv[1:] if argv is None else list(argv)))
+    if args.verbose and args.quiet:
+        parser.error("-v and -q: give one of them")
+    _log_to_stderr(args)
+    args.new_paths = NewPaths()  # what the command creates, removed again if it fails
     previous = signal.signal(signal.SIGTERM, _terminate)
+    code = 1
+    try:
+        code = _run(args)
+        return code
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if code != 0:
+            args.new_paths.remove()
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return args.run(args)
     except UserError as error:
-        print(f"virnucpro: error: {error}", file=sys.stderr)
+        print(f"virnucpro: error: {redact_passwords(str(error))}", file=sys.stderr)
         return 2
     except OSError as error:  # a full disk, a folder that vanished, ...
-        print(f"virnucpro: error: {first_line(error)}", file=sys.stderr)
+        print(f"virnucpro: error: {redact_passwords(first_line(error))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("virnucpro: interrupted", file=sys.stderr)
@@ -721,8 +894,48 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Terminated:
         print("virnucpro: terminated", file=sys.stderr)
         return 143
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+
+
+def _log_to_stderr(args: argparse.Namespace) -> None:
+    """Log lines on stderr; a worker's carry the time (it runs for days, its log is read
+    later)."""
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    form = "%(levelname)s: %(message)s"
+    if args.command == "worker":
+        form = "%(asctime)s " + form
+    logging.basicConfig(format=form, datefmt="%Y-%m-%dT%H:%M:%S%z", stream=sys.stderr)
+    logging.getLogger().setLevel(level)
+    logging.getLogger("alembic").setLevel(max(level, logging.WARNING))  # its INFO is chatter
+
+
+def _db_before_input(argv: list[str]) -> list[str]:
+    """`predict --db in.fa ...`: predict's `--db` takes an optional URL, and a next word that
+    is the input (`-`, or a file other than a SQLite database) is not the URL, as argparse
+    would take it; any other word stays the URL, to be checked as one."""
+    words = iter(argv)
+    command = None
+    for word in words:
+        if word == "--config":
+            next(words, None)
+        elif not word.startswith("-"):
+            command = word
+            break
+    if command != "predict":
+        return argv
+    return [
+        "--db=" if word == "--db" and index + 1 < len(argv) and _is_input(argv[index + 1]) else word
+        for index, word in enumerate(argv)
+    ]
+
+
+def _is_input(word: str) -> bool:
+    if word == "-":
+        return True
+    try:
+        with open(word, "rb") as file:
+            return file.read(16) != b"SQLite format 3\0"
+    except OSError:
+        return False
 
 
 if __name__ == "__main__":

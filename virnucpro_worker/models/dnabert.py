@@ -24,6 +24,7 @@ from tokenizers import models, pre_tokenizers, processors
 from torch import nn
 
 from ..attention.encoding import EncoderSettings
+from ..attention.fused_ops import add_layer_norm
 from ..attention.kernels import AttentionKernel
 from ..attention.packing import (
     MeansInInputOrder,
@@ -33,7 +34,8 @@ from ..attention.packing import (
     segment_mean,
 )
 from ..errors import UserError, first_line
-from ..files import atomic_write, sha256_of
+from ..files import atomic_write, sha256_started
+from .meta import uninitialised
 from .model_files import (
     CONFIG_FILE,
     DEMO_MARK,
@@ -154,8 +156,8 @@ class _Attention(nn.Module):
         return self.finish(hidden, attend(*qkv.unbind(-3)))
 
     def finish(self, hidden: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
-        """Output projection, residual and norm (one method, so that it compiles as a block)."""
-        return self.output.LayerNorm(hidden + self.output.dense(attended.flatten(-2)))
+        """Output projection, then residual and norm in one pass."""
+        return _add_norm(hidden, self.output.dense(attended.flatten(-2)), self.output.LayerNorm)
 
 
 class _GatedMlp(nn.Module):
@@ -168,7 +170,14 @@ class _GatedMlp(nn.Module):
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         gated, linear = self.gated_layers(hidden).chunk(2, dim=-1)
         # F.gelu defaults to the exact erf form, as the original's nn.GELU().
-        return self.layernorm(hidden + self.wo(F.gelu(gated) * linear))
+        return _add_norm(hidden, self.wo(F.gelu(gated) * linear), self.layernorm)
+
+
+def _add_norm(hidden: torch.Tensor, delta: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
+    """norm(hidden + delta) for rows of any leading shape: one Triton pass on CUDA (the sum is
+    not rounded before the norm), exactly PyTorch's ops in fp32 elsewhere (attention/fused_ops)."""
+    rows = hidden.reshape(-1, hidden.shape[-1])
+    return add_layer_norm(rows, (delta.reshape(rows.shape),), norm).view(hidden.shape)
 
 
 class _Layer(nn.Module):
@@ -244,16 +253,18 @@ def load_dnabert(
 ) -> DnabertModel:
     """Load a Hugging Face DNABERT-S folder without its remote code."""
     folder = Path(folder)
-    config_path, weights_path, tokenizer_path = dnabert_files(folder)
+    paths = dnabert_files(folder)
+    digests = {path.name: sha256_started(path) for path in paths}  # hashed while read
+    config_path, weights_path, tokenizer_path = paths
     config = DnabertConfig.from_json(config_path)
-    # Built on the meta device: no time spent on a random initialisation that is overwritten.
-    with torch.device("meta"):
+    # No time spent on a random initialisation that the checkpoint overwrites.
+    with uninitialised():
         module = DnabertS(config)
     state = _model_state(_read_weights(weights_path, folder), folder)
     _check_state(module, state, f"DNABERT-S folder {folder}: {weights_path.name}")
     module.load_state_dict(state, strict=True, assign=True)
-    module.to(device=device, dtype=dtype).eval().requires_grad_(False)
-    files = {path.name: sha256_of(path) for path in (config_path, weights_path, tokenizer_path)}
+    module.to(device).to(dtype).eval().requires_grad_(False)
+    files = {name: digest.result() for name, digest in digests.items()}
     demo = json.loads(config_path.read_text()).get(DEMO_MARK) is True
     return DnabertModel(module, _read_tokenizer(tokenizer_path, folder), folder, files, demo)
 
@@ -336,15 +347,9 @@ class DnabertEncoder:
         self.model = model
         self.settings = settings
         self.kernel = kernel.name
+        self.token_budget = settings.token_budget
         self._attention = kernel
         model.module.to(device=settings.device, dtype=settings.dtype)
-        if settings.device.type == "cuda":
-            # Fuses the elementwise work around the GEMMs (GLU, residuals, norms): without it
-            # the many small kernels leave DNABERT-S launch-bound. Once per model.
-            for layer in model.module.encoder.layer:
-                if "forward" not in vars(layer.mlp):
-                    layer.mlp.forward = torch.compile(layer.mlp.forward, dynamic=True)
-                    layer.attention.finish = torch.compile(layer.attention.finish, dynamic=True)
 
     def embed(self, sequences: Sequence[str]) -> torch.Tensor:
         """Float32 CPU rows [N, hidden] in input order."""
@@ -355,7 +360,7 @@ class DnabertEncoder:
         device = self.settings.device
         means = MeansInInputOrder(len(token_lists), hidden)
         with torch.inference_mode():
-            for order in plan_packs([len(t) for t in token_lists], self.settings.token_budget):
+            for order in plan_packs([len(t) for t in token_lists], self.token_budget):
                 pack = build_pack(order, token_lists, pin=device.type == "cuda").to(device)
                 states = self.model.module.forward_packed(pack, self._attention)
                 means.add(order, segment_mean(states, pack))

@@ -11,7 +11,8 @@ import argparse
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,9 @@ from esm.model.esm2 import ESM2
 
 from ..attention.rotary import apply_rotary, rotary_tables
 from ..errors import UserError
-from ..files import atomic_write, sha256_of
+from ..files import atomic_write, sha256_started
+from ..timing import Stopwatch
+from .meta import uninitialised
 from .model_files import DEMO_MARK
 from .safe_load import load_weights
 
@@ -38,9 +41,16 @@ _OPTIONAL_KEYS = {"contact_head.regression.weight", "contact_head.regression.bia
 class Esm2Model:
     module: ESM2
     alphabet: Alphabet
-    path: Path
-    sha256: str
+    path: Path | None
+    # The checkpoint's sha256: a Future while a thread still hashes the file (5.6 GB take a
+    # core seconds, which run beside the first blocks instead of before them).
+    checksum: str | Future[str]
     demo: bool = False
+    load_seconds: dict[str, float] = field(default_factory=dict)  # read, build, move
+
+    @property
+    def sha256(self) -> str:
+        return self.checksum if isinstance(self.checksum, str) else self.checksum.result()
 
     @property
     def num_layers(self) -> int:
@@ -86,27 +96,62 @@ def load_esm2(
     device: torch.device = torch.device("cpu"),
     dtype: torch.dtype = torch.float32,
 ) -> Esm2Model:
+    """The checkpoint's weights on `device` in `dtype`, at about the speed of reading the file:
+    the network is built without initialising its weights (fair-esm's random initialisation
+    of 3B weights took half a minute, only to be overwritten: models/meta.py), takes the
+    memory-mapped checkpoint tensors as they are, and they go to the device in the
+    checkpoint's dtype and are cast there; a thread hashes the file meanwhile, and goes on
+    while the model runs (`Esm2Model.sha256` waits for it). Each value is
+    rounded once, from the checkpoint's dtype to `dtype`, as before."""
     path = resolve_checkpoint(name_or_path)
+    clock = Stopwatch()
+    digest = sha256_started(path)  # hashed while the file is read
     data = _read_checkpoint(path)
+    clock.lap("read")
     try:
         config = data["cfg"]["model"]
-        module = ESM2(
-            num_layers=_config_value(config, "encoder_layers"),
-            embed_dim=_config_value(config, "encoder_embed_dim"),
-            attention_heads=_config_value(config, "encoder_attention_heads"),
-            alphabet=Alphabet.from_architecture("ESM-1b"),
-            token_dropout=_config_value(config, "token_dropout"),
-        )
+        with uninitialised():
+            module = ESM2(
+                num_layers=_config_value(config, "encoder_layers"),
+                embed_dim=_config_value(config, "encoder_embed_dim"),
+                attention_heads=_config_value(config, "encoder_attention_heads"),
+                alphabet=Alphabet.from_architecture("ESM-1b"),
+                token_dropout=_config_value(config, "token_dropout"),
+            )
         state = {_KEY_PREFIX.sub("", key): value for key, value in data["model"].items()}
     except (KeyError, AttributeError, TypeError) as error:
         raise UserError(f"{path}: not a fair-esm ESM-2 checkpoint (missing {error})") from None
-    missing, unexpected = module.load_state_dict(state, strict=False)
-    if set(missing) - _OPTIONAL_KEYS or unexpected:
-        problems = sorted(set(missing) - _OPTIONAL_KEYS) + sorted(unexpected)
-        raise UserError(f"{path}: weights do not fit ESM-2 (keys: {', '.join(problems[:5])})")
-    module = module.eval().to(device=device, dtype=dtype)
+    _check_state(module, state, path)
+    missing, _ = module.load_state_dict(state, strict=False, assign=True)
+    _zero(module, missing)
+    clock.lap("build")
+    module = module.eval().requires_grad_(False).to(device).to(dtype)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    clock.lap("move")
     demo = data.get(DEMO_MARK) is True
-    return Esm2Model(module, module.alphabet, path, sha256_of(path), demo)
+    return Esm2Model(module, module.alphabet, path, digest, demo, clock.seconds)
+
+
+def _check_state(module: ESM2, state: Mapping[str, Any], path: Path) -> None:
+    expected = module.state_dict()
+    problems = sorted(expected.keys() - state.keys() - _OPTIONAL_KEYS)
+    problems += sorted(state.keys() - expected.keys())
+    problems += [
+        f"{key} {tuple(state[key].shape)}"
+        for key in sorted(expected.keys() & state.keys())
+        if not isinstance(state[key], torch.Tensor) or state[key].shape != expected[key].shape
+    ]
+    if problems:
+        raise UserError(f"{path}: weights do not fit ESM-2 (keys: {', '.join(problems[:5])})")
+
+
+def _zero(module: ESM2, names: list[str]) -> None:
+    """The contact head's regression, absent from checkpoints published without it, is never
+    used here: zeros rather than fair-esm's random values or uninitialised memory."""
+    with torch.no_grad():
+        for name in names:
+            module.get_parameter(name).zero_()
 
 
 def _fp32_rotary(q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

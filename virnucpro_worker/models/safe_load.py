@@ -27,11 +27,14 @@ _UNPICKLER_REASON = re.compile(r"WeightsUnpickler error:\s*(\S.*)")
 
 
 def file_kind(path: Path) -> str:
-    """What the file is, from its first bytes: 'torch' or a description for an error."""
+    """What the file is, from its first bytes: 'torch' (a zip archive, as torch.save writes by
+    default), 'torch-legacy' (the format before PyTorch 1.6) or a description for an error."""
     with path.open("rb") as handle:
         head = handle.read(512)
-    if head.startswith(_ZIP) or head.startswith(_TORCH_LEGACY):
+    if head.startswith(_ZIP):
         return "torch"
+    if head.startswith(_TORCH_LEGACY):
+        return "torch-legacy"
     if head.startswith(_PICKLE):
         return "a plain Python pickle, not a torch.save file"
     if not head:
@@ -46,15 +49,18 @@ def file_kind(path: Path) -> str:
 def load_weights(path: Path, expected: str, allowed: list[Any] | None = None) -> Any:
     """The content of a torch.save file; `allowed` lists the classes (or (class, name) pairs)
     it may hold beyond tensors and plain containers. `expected` names the file for errors,
-    e.g. "a fair-esm ESM-2 checkpoint"."""
+    e.g. "a fair-esm ESM-2 checkpoint".
+
+    A zip-format file is memory-mapped: its tensors are read from the page cache when they are
+    first used (moved to the GPU, say), not copied into memory first."""
     kind = file_kind(path)
-    if kind != "torch":
+    if kind not in ("torch", "torch-legacy"):
         raise UserError(f"{path}: not {expected}: it is {kind}")
     try:
         with torch.serialization.safe_globals(allowed or []), warnings.catch_warnings():
             # torch warns about pickle protocols it may not read; its error, if any, is enough
             warnings.simplefilter("ignore")
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=kind == "torch")
     except pickle.UnpicklingError as error:
         raise UserError(refusal(path, error, expected)) from None
     except Exception as error:  # corrupt archives surface as RuntimeError, EOFError, ...

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from .predictor import Predictor
 
 
-@dataclass
+@dataclass(repr=False)
 class Prediction:
     """Rows in input order: `frames` (every kept frame's scores), `chunks` (the original's
     per-chunk calls), `records` (one summary and call per input record); `provenance` is the
@@ -27,6 +27,15 @@ class Prediction:
     chunks: list[ChunkCall]
     records: list[RecordSummary]
     provenance: dict[str, Any]
+
+    def __repr__(self) -> str:
+        """One line: the counts and calls (the rows are in `frames`, `chunks`, `records`)."""
+        viral = sum(record.call == "virus" for record in self.records)
+        demo = ", DEMO MODELS" if self.provenance.get("demo_models") else ""
+        return (
+            f"<Prediction: {len(self.records)} records, {len(self.chunks)} scored chunks, "
+            f"{len(self.frames)} kept frames; {viral} records called virus{demo}>"
+        )
 
     def write(self, out_dir: Path | str) -> None:
         """Write the files `virnucpro predict` writes, byte for byte."""

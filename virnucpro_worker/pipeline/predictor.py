@@ -18,11 +18,12 @@ from ..models.devices import device_description, dtype_name, resolve_device, res
 from ..models.dnabert import DnabertModel, load_dnabert
 from ..models.esm2 import Esm2Model, load_esm2
 from ..models.model_files import ModelFiles
-from ..sequences.chunking import CHUNK_SIZES
+from ..sequences.prepare import BLOCK_BASES, check_chunk_size
 from ..sequences.sources import Source, records_of
 from ..sequences.translation import KeptFrame
+from ..timing import Stopwatch
 from .prediction import Prediction, predict
-from .stream import StreamProgress, predict_stream
+from .stream import FRAMES_PER_STEP, StreamProgress, predict_stream
 
 if TYPE_CHECKING:
     from .results import BlockResult
@@ -38,6 +39,7 @@ class ModelChoice:
     attention: str = DEFAULT_BACKEND
     device: str | None = None  # None: CUDA when available, else the CPU
     dtype: str | None = None  # None: bf16 on CUDA, fp32 on the CPU
+    block_bases: int = BLOCK_BASES  # bases embedded together: decides the last bits
 
 
 @dataclass
@@ -52,31 +54,45 @@ class LoadedModels:
     device: torch.device
     dtype: torch.dtype
     encoders: dict[str, tuple[Encoder, Encoder]] = field(default_factory=dict)
+    load_seconds: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def load(cls, files: ModelFiles, device: torch.device, dtype: torch.dtype) -> LoadedModels:
         log.info("loading models on %s in %s", device, dtype_name(dtype))
+        clock = Stopwatch()
         by_path: dict[str, ClassifierModel] = {}
         for path in files.classifiers.values():
             by_path.setdefault(path, load_classifier(path, device))
-        return cls(
-            files,
-            load_esm2(files.esm, device, dtype),
-            load_dnabert(Path(files.dnabert), device, dtype),
-            {size: by_path[path] for size, path in files.classifiers.items()},
-            device,
-            dtype,
+        clock.lap("classifiers")
+        esm = load_esm2(files.esm, device, dtype)
+        clock.lap("esm2")
+        dnabert = load_dnabert(Path(files.dnabert), device, dtype)
+        clock.lap("dnabert_s")
+        classifiers = {size: by_path[path] for size, path in files.classifiers.items()}
+        seconds = clock.seconds | {f"esm2_{k}": v for k, v in esm.load_seconds.items()}
+        log.info(
+            "models loaded in %.1f s (%s)",
+            sum(clock.seconds.values()),
+            ", ".join(f"{name} {value:.1f} s" for name, value in seconds.items()),
         )
+        return cls(files, esm, dnabert, classifiers, device, dtype, load_seconds=seconds)
 
     def encoders_for(self, attention: str) -> tuple[Encoder, Encoder]:
         """(ESM-2 encoder, DNABERT-S encoder) of the named backend."""
         if attention not in self.encoders:
             backend = get_backend(attention)
             settings = EncoderSettings(self.device, self.dtype)
-            self.encoders[attention] = (
+            protein, nucleotide = (
                 backend.protein_encoder(self.esm, settings),
                 backend.nucleotide_encoder(self.dnabert, settings),
             )
+            log.info(  # once per backend: a worker's shards reuse the encoders
+                "attention backend %s: ESM-2 through the %s kernel, DNABERT-S through %s",
+                attention,
+                protein.kernel,
+                nucleotide.kernel,
+            )
+            self.encoders[attention] = (protein, nucleotide)
         return self.encoders[attention]
 
     @property
@@ -93,27 +109,28 @@ class Predictor:
     too large to hold. Both take a path, an open text stream or an iterable of (id, sequence).
     """
 
-    def __init__(self, models: LoadedModels, attention: str = DEFAULT_BACKEND) -> None:
-        self.models, self.attention = models, attention
+    def __init__(
+        self,
+        models: LoadedModels,
+        attention: str = DEFAULT_BACKEND,
+        block_bases: int = BLOCK_BASES,
+    ) -> None:
+        """`block_bases`: the bases of whole records embedded together (settings), for every
+        prediction made with this predictor that names no other."""
+        self.models, self.attention, self.block_bases = models, attention, block_bases
         self.protein_encoder, self.nucleotide_encoder = models.encoders_for(attention)
         self._check_dimensions()
-        log.info(
-            "attention backend %s: ESM-2 through the %s kernel, DNABERT-S through %s",
-            attention,
-            self.protein_encoder.kernel,
-            self.nucleotide_encoder.kernel,
-        )
 
     @classmethod
     def load(cls, choice: ModelChoice) -> Predictor:
         get_backend(choice.attention)  # an unknown name fails before minutes of loading
         device = resolve_device(choice.device)
         models = LoadedModels.load(choice.files, device, resolve_dtype(choice.dtype, device))
-        return cls(models, choice.attention)
+        return cls(models, choice.attention, choice.block_bases)
 
     def with_attention(self, attention: str) -> Predictor:
         """The same loaded models through another attention backend."""
-        return Predictor(self.models, attention)
+        return Predictor(self.models, attention, self.block_bases)
 
     @property
     def demo(self) -> bool:
@@ -124,8 +141,7 @@ class Predictor:
         return self.models.files.chunk_sizes
 
     def classifier_for(self, chunk_size: int) -> ClassifierModel:
-        if chunk_size not in CHUNK_SIZES:
-            raise UserError(f"chunk size must be one of {CHUNK_SIZES}, not {chunk_size}")
+        check_chunk_size(chunk_size)
         if chunk_size not in self.models.classifiers:
             raise UserError(
                 f"no classifier for {chunk_size} bp chunks in this model set "
@@ -175,6 +191,14 @@ class Predictor:
             "kernels": {
                 "esm2": self.protein_encoder.kernel,
                 "dnabert_s": self.nucleotide_encoder.kernel,
+            },
+            # With the kernels, dtype, device and `block_bases`: what decides the last bits.
+            "packing": {
+                "frames_per_step": FRAMES_PER_STEP,
+                "token_budget": {
+                    "esm2": self.protein_encoder.token_budget,
+                    "dnabert_s": self.nucleotide_encoder.token_budget,
+                },
             },
             "dtype": dtype_name(models.dtype),
             "device": device_description(models.device),

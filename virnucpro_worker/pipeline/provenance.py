@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import platform
 import subprocess
 from datetime import UTC, datetime
@@ -13,7 +14,6 @@ import torch
 
 from .. import __version__
 from ..files import sha256_of
-from ..sequences.prepare import BLOCK_BASES
 from ..sequences.sources import Source, source_path
 from .outputs import DEMO_WARNING
 from .results import RunTotals
@@ -32,9 +32,11 @@ def _git(source: Path, *arguments: str) -> str:
     ).stdout.strip()
 
 
+@functools.cache
 def code_version() -> str:
     """The package version, plus the git commit when the code runs from its own checkout (not
-    from an installed copy that happens to sit inside some other repository)."""
+    from an installed copy that happens to sit inside some other repository). Looked up once
+    per process: what runs is the code imported at its start."""
     source = Path(__file__).resolve().parents[2]
     try:
         if Path(_git(source, "rev-parse", "--show-toplevel")).resolve() != source:
@@ -46,7 +48,8 @@ def code_version() -> str:
     return f"{__version__}+g{commit}{'.dirty' if dirty else ''}"
 
 
-def software() -> dict[str, str]:
+@functools.cache
+def _software() -> tuple[tuple[str, str], ...]:
     versions = {"python": platform.python_version(), "torch": torch.__version__}
     for package in ("fair-esm", "tokenizers", "triton", "flash-attn"):  # what computes results
         try:
@@ -55,7 +58,12 @@ def software() -> dict[str, str]:
             continue
     if torch.version.cuda:
         versions["cuda"] = torch.version.cuda
-    return versions
+    return tuple(versions.items())
+
+
+def software() -> dict[str, str]:
+    """The versions of what computes results (looked up once per process)."""
+    return dict(_software())
 
 
 def now() -> str:
@@ -76,7 +84,7 @@ def run_record(
     totals: RunTotals,
     started: str,
     extra: dict[str, Any] | None = None,
-    block_bases: int = BLOCK_BASES,
+    block_bases: int | None = None,
 ) -> dict[str, Any]:
     """run.json: what produced the result, from what, when, and what it holds. `extra` holds
     what only the caller knows (the command line and config file, a job id)."""
@@ -89,7 +97,7 @@ def run_record(
         **(extra or {}),
         "input": input_info,
         "chunk_size": chunk_size,
-        "block_bases": block_bases,
+        "block_bases": block_bases or predictor.block_bases,
         **predictor.provenance(chunk_size),
         "counts": totals.counts(),
         "stage_seconds": {name: round(value, 3) for name, value in totals.stage_seconds.items()},

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from ..sequences.fasta import NO_LIMITS, InputLimits, fasta_stem, read_fasta
-from ..sequences.prepare import BLOCK_BASES
 from .outputs import DEMO_WARNING, ResultWriter
 from .predictor import Predictor
 from .provenance import input_description, now, run_record
@@ -83,9 +82,7 @@ def predict_file(
                 "%s: no stop-free frame in any chunk; result files are header-only", input_path
             )
         info = input_info or input_description(input_path)
-        run = run_record(
-            predictor, chunk_size, info, totals, started, extra, block_bases or BLOCK_BASES
-        )
+        run = run_record(predictor, chunk_size, info, totals, started, extra, block_bases)
         writer.commit(run)
     return run
 

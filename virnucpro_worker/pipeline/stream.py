@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..sequences.fasta import FastaRecord
-from ..sequences.prepare import BLOCK_BASES, PreparedBlock, prepared_blocks
+from ..sequences.prepare import PreparedBlock, prepared_blocks
 from ..sequences.translation import KeptFrame
 from .background import in_background
 from .results import BlockResult, block_result
@@ -51,8 +51,8 @@ def predict_stream(
     block_bases: int | None = None,
 ) -> Iterator[BlockResult]:
     """Block results for `records` (already checked, e.g. by sequences.sources.records_of),
-    in input order, in blocks of whole records of about `block_bases` (default BLOCK_BASES,
-    2 Mbp). Record ordinals start
+    in input order, in blocks of whole records of about `block_bases` (default: the
+    predictor's, 2 Mbp unless the settings say otherwise). Record ordinals start
     at `first_index` (a shard's first record).
 
     `on_progress` is called after each block; `on_features(frames, features)` with each step's
@@ -61,7 +61,7 @@ def predict_stream(
     predictor.classifier_for(chunk_size)  # no classifier for this size: fail before any work
     index = first_index
     done = StreamProgress(0, 0, 0)
-    prepared_stream = prepared_blocks(records, chunk_size, block_bases or BLOCK_BASES)
+    prepared_stream = prepared_blocks(records, chunk_size, block_bases or predictor.block_bases)
     for prepared, prepare_seconds in in_background(_timed(prepared_stream)):
         seconds: dict[str, float] = defaultdict(float, prepare=prepare_seconds)
         steps = [np.empty((0, 2), np.float32)]

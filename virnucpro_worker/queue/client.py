@@ -52,7 +52,8 @@ class JobStatus:
         return self.state in FINISHED
 
     def line(self) -> str:
-        notes = "".join(f"; {note}" for note in (self.error, self.unserved) if note)
+        error = self.error if self.error != self.state else None  # "cancelled; cancelled"
+        notes = "".join(f"; {note}" for note in (error, self.unserved) if note)
         return (
             f"job {self.id}: {self.state}, shards {self.shards_done}/{self.shards}, records "
             f"{self.records_done}/{self.records}, {self.frames_done} frames{notes}"

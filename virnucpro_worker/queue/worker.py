@@ -87,7 +87,7 @@ class GpuWorker(SimpleWorker):
         if predictor is None:
             from ..interfaces.api import load_predictor
 
-            predictor = load_predictor(settings)
+            predictor = load_predictor(settings, warm_up=True)
         connection = kwargs.pop("connection", None) or messages.connect(settings.redis_url)
         kwargs["serializer"] = messages.SERIALIZER  # whatever rq's command line says: never pickle
         kwargs["job_class"], kwargs["queue_class"] = messages.ShardMessage, messages.ShardQueue

@@ -345,6 +345,8 @@ def read_pairs(
             raise InputError(f"{name}: record {number}: the id {record_id!r} holds whitespace")
         unique.add([record.id], number)
         yield record
+    if not unique.seen:  # the same rule as for an empty file
+        raise InputError(f"{name}: no records")
 
 
 class _BytesReader(io.RawIOBase):

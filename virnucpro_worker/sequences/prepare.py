@@ -86,8 +86,9 @@ class PrepareSummary:
 
 
 def check_chunk_size(chunk_size: int) -> None:
-    if chunk_size not in CHUNK_SIZES:
-        raise UserError(f"chunk size must be one of {CHUNK_SIZES}, not {chunk_size}")
+    """One of CHUNK_SIZES, as an int (`"500"` is refused, its quotes shown)."""
+    if type(chunk_size) is not int or chunk_size not in CHUNK_SIZES:
+        raise UserError(f"chunk size must be one of {CHUNK_SIZES} (an int), not {chunk_size!r}")
 
 
 def record_batches(

@@ -40,11 +40,30 @@ def database_url(url: str) -> URL:
     return parsed
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite database URL; None for PostgreSQL and in-memory SQLite."""
+    parsed = database_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+# The files SQLite keeps beside a database in WAL mode (and in rollback mode).
+SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
+
+
+def check_exists(url: str) -> None:
+    """Reading a database never creates one: a SQLite file that is not there is an error."""
+    file = sqlite_file(url)
+    if file is not None and not file.is_file():
+        raise UserError(f"database {redact_url(url)}: no such file (nothing recorded there yet)")
+
+
 def make_engine(url: str) -> Engine:
     parsed = database_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if file := sqlite_file(url):
+            file.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_MS / 1000})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

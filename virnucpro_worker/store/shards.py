@@ -338,9 +338,18 @@ def job_run_record(job: Job, shards: list[Shard], code: dict[str, Any]) -> dict[
         "label": job.label,
         "input": {"path": job.input_name, "bytes": job.input_bytes, "sha256": job.input_sha256},
         "chunk_size": job.parameters["chunk_size"],
+        "block_bases": job.parameters["block_bases"],
         **{
             key: first[key]
-            for key in ("attention_backend", "kernels", "dtype", "device", "demo_models", "models")
+            for key in (
+                "attention_backend",
+                "kernels",
+                "packing",
+                "dtype",
+                "device",
+                "demo_models",
+                "models",
+            )
         },
         "counts": counts,
         "stage_seconds": seconds,
