@@ -17,6 +17,8 @@ from virnucpro_worker.pipeline import stream as stream_module
 from virnucpro_worker.pipeline.outputs import (
     HIGHEST_SCORE_FILE,
     PREDICTIONS_FILE,
+    REGIONS_BED_FILE,
+    REGIONS_GFF3_FILE,
     RUN_FILE,
     SUMMARY_FILE,
 )
@@ -25,7 +27,13 @@ from virnucpro_worker.pipeline.stream import StreamProgress, predict_stream
 from virnucpro_worker.sequences.fasta import read_fasta
 
 WITH_ORFS = CONFORMANCE / "test_with_orfs.fa"
-RESULT_FILES = (PREDICTIONS_FILE, HIGHEST_SCORE_FILE, SUMMARY_FILE)
+RESULT_FILES = (
+    PREDICTIONS_FILE,
+    HIGHEST_SCORE_FILE,
+    SUMMARY_FILE,
+    REGIONS_BED_FILE,
+    REGIONS_GFF3_FILE,
+)
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ from typing import Any, NoReturn
 from .. import __version__
 from ..errors import UserError, first_line
 from ..files import check_writable_file, check_writable_folder, sha256_of
+from ..pipeline.regions import RegionRule
 from ..sequences.chunking import CHUNK_SIZES
 from ..settings import Settings, load_settings
 from .api import load_predictor
@@ -173,6 +174,7 @@ def _predict(args: argparse.Namespace) -> int:
                     block_bases=settings.block_bases,
                     input_info=info,
                     extra=extra,
+                    regions=region_rule(args),
                 )
         except BaseException as error:
             if recorder:
@@ -203,6 +205,7 @@ class JobRecorder:
             "attention": self.settings.attention,
             "block_bases": self.settings.block_bases,
             "models": self.settings.model_request(),
+            "region_rule": region_rule(self.args).to_json(),
         }
         self.job_id = self.store.create_job(
             read_fasta(path, self.settings.limits),
@@ -351,6 +354,7 @@ def _submit(args: argparse.Namespace) -> int:
             models=models,
             shard_chunks=args.shard_chunks,
             label=args.label,
+            regions=region_rule(args),
         )
     print(job_id, flush=True)
     if not (args.wait or args.out):
@@ -513,6 +517,28 @@ def add_service_options(parser: argparse.ArgumentParser) -> None:
     add_database_option(parser)
 
 
+def add_region_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("viral regions (docs/ALGORITHM.md 10)")
+    group.add_argument(
+        "--region-min-chunks",
+        type=_positive,
+        default=RegionRule.min_chunks,
+        metavar="N",
+        help="viral chunks a region must hold (default: %(default)s)",
+    )
+    group.add_argument(
+        "--region-max-gap",
+        type=_non_negative,
+        default=RegionRule.max_gap,
+        metavar="N",
+        help="non-viral or unscored chunks bridged between viral ones (default: %(default)s)",
+    )
+
+
+def region_rule(args: argparse.Namespace) -> RegionRule:
+    return RegionRule(args.region_min_chunks, args.region_max_gap)
+
+
 def add_chunk_size(parser: argparse.ArgumentParser, default: int | None = None) -> None:
     parser.add_argument(
         "--chunk-size",
@@ -566,6 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write the original's chunk and frame files and STEM_merged.pt",
     )
     predict.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_region_options(predict)
     predict.add_argument(
         "--db",
         dest="database_url",
@@ -637,6 +664,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--viral-fasta", action="store_true", help="with --out: also write viral_sequences.fa"
     )
     submit.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_region_options(submit)
     add_service_options(submit)
     submit.set_defaults(run=_submit)
 

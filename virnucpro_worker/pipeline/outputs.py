@@ -2,13 +2,15 @@
 
 `prediction_results.txt` and `prediction_results_highestscore.csv` keep the original tool's exact
 format (docs/ALGORITHM.md 8) so that existing downstream parsers keep working;
-`sequence_summary.tsv`, `run.json` and `viral_sequences.fa` are ours. A run's files appear
-together, and only when it succeeds (files.StagedFolder).
+`sequence_summary.tsv`, `run.json`, `viral_regions.bed`, `viral_regions.gff3` and
+`viral_sequences.fa` are ours. A run's files appear together, and only when it succeeds
+(files.StagedFolder).
 """
 
 from __future__ import annotations
 
 import json
+import string
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -23,6 +25,7 @@ from ..files import StagedFolder
 from ..sequences.prepare import PreparedFiles, chunk_text, frame_texts, wrapped
 from ..sequences.translation import KeptFrame
 from .calls import VIRUS, chunk_is_virus, chunk_maxima
+from .regions import ViralRegion
 from .results import BlockResult, FrameScore, RecordSummary
 
 PREDICTIONS_FILE = "prediction_results.txt"
@@ -30,9 +33,18 @@ HIGHEST_SCORE_FILE = "prediction_results_highestscore.csv"
 SUMMARY_FILE = "sequence_summary.tsv"
 RUN_FILE = "run.json"
 VIRAL_FASTA_FILE = "viral_sequences.fa"
+REGIONS_BED_FILE = "viral_regions.bed"
+REGIONS_GFF3_FILE = "viral_regions.gff3"
 DEMO_NOTICE_FILE = "DEMO_MODELS_PREDICTIONS_ARE_MEANINGLESS.txt"
 # Names every predict run owns in its folder, whether or not this run writes them.
-RESULT_FILES = (PREDICTIONS_FILE, HIGHEST_SCORE_FILE, SUMMARY_FILE, VIRAL_FASTA_FILE)
+RESULT_FILES = (
+    PREDICTIONS_FILE,
+    HIGHEST_SCORE_FILE,
+    SUMMARY_FILE,
+    REGIONS_BED_FILE,
+    REGIONS_GFF3_FILE,
+    VIRAL_FASTA_FILE,
+)
 OWNED_FILES = (*RESULT_FILES, DEMO_NOTICE_FILE, RUN_FILE)
 
 PREDICTIONS_HEADER = "Sequence_ID\tPrediction\tscore1\tscore2"
@@ -46,6 +58,7 @@ SUMMARY_COLUMNS = (
     "max_virus_score",
     "viral_chunk_fraction",
     "call",
+    "viral_regions",  # appended last, so that readers of the earlier columns keep working
 )
 SUMMARY_HEADER = "\t".join(SUMMARY_COLUMNS)
 DEMO_BANNER = "# DEMO MODELS: predictions are meaningless"
@@ -76,7 +89,57 @@ def summary_line(record: RecordSummary) -> str:
     else:
         scores = ["", ""]
     fields = [record.id, record.length, record.chunks, record.kept_frames, record.scored_chunks]
-    return "\t".join(map(str, [*fields, *scores, record.call])) + "\n"
+    return "\t".join(map(str, [*fields, *scores, record.call, record.viral_regions])) + "\n"
+
+
+# The viral region files, BED and GFF3 (docs/ALGORITHM.md 10).
+GFF3_HEADER = "##gff-version 3"
+GFF3_SOURCE = "VirNucPro"
+GFF3_TYPE = "region"  # SO:0000001; the attributes say what kind
+# GFF3's seqid may hold these unescaped; every other character is %-escaped (GFF3 spec).
+_SEQID_SAFE = frozenset(string.ascii_letters + string.digits + ".:^*$@!+_?-|")
+# Characters with a meaning in GFF3's column 9, %-escaped in attribute values.
+_ATTRIBUTE_RESERVED = frozenset(";=&,%")
+
+
+def _percent(character: str) -> str:
+    return "".join(f"%{byte:02X}" for byte in character.encode())
+
+
+def gff3_seqid(record_id: str) -> str:
+    return "".join(c if c in _SEQID_SAFE else _percent(c) for c in record_id)
+
+
+def gff3_value(text: str) -> str:
+    return "".join(_percent(c) if c in _ATTRIBUTE_RESERVED else c for c in text)
+
+
+def bed_line(region: ViralRegion) -> str:
+    """BED6: 0-based half-open bases; the score is the mean P(virus) x 1000, as BED wants
+    an integer from 0 to 1000; no strand (frames of both strands vote)."""
+    score = round(region.mean_virus_score * 1000)
+    return f"{region.record_id}\t{region.start}\t{region.end}\t{region.id}\t{score}\t.\n"
+
+
+def gff3_lines(region: ViralRegion) -> str:
+    """The region as a GFF3 feature (1-based, closed), preceded by its record's
+    ##sequence-region pragma when it is the record's first region."""
+    seqid = gff3_seqid(region.record_id)
+    attributes = {
+        "ID": gff3_value(region.id),
+        "Name": gff3_value(region.id),
+        "chunks": f"{region.first_chunk}-{region.last_chunk}",
+        "viral_chunks": str(region.viral_chunks),
+        "scored_chunks": str(region.scored_chunks),
+        "mean_virus_score": format_score(region.mean_virus_score),
+        "max_virus_score": format_score(region.max_virus_score),
+        "record_fraction": f"{region.record_fraction:.4f}",
+    }
+    column9 = ";".join(f"{key}={value}" for key, value in attributes.items())
+    fields = [seqid, GFF3_SOURCE, GFF3_TYPE, region.start + 1, region.end]
+    feature = "\t".join(map(str, [*fields, format_score(region.mean_virus_score), ".", "."]))
+    pragma = f"##sequence-region {seqid} 1 {region.record_length}\n" if region.number == 1 else ""
+    return f"{pragma}{feature}\t{column9}\n"
 
 
 def write_highest_scores(handle: TextIO, calls: Iterable[tuple[str, bool]]) -> None:
@@ -132,7 +195,7 @@ class ResultWriter:
 
     def __enter__(self) -> ResultWriter:
         self.staged.__enter__()
-        names = [PREDICTIONS_FILE, SUMMARY_FILE]
+        names = [PREDICTIONS_FILE, SUMMARY_FILE, REGIONS_BED_FILE, REGIONS_GFF3_FILE]
         if self.viral_fasta:
             names.append(VIRAL_FASTA_FILE)
         if self.intermediates:
@@ -144,6 +207,7 @@ class ResultWriter:
         if self.demo:
             self._files[SUMMARY_FILE].write(DEMO_BANNER + "\n")
         self._files[SUMMARY_FILE].write(SUMMARY_HEADER + "\n")
+        self._files[REGIONS_GFF3_FILE].write(GFF3_HEADER + "\n")
         return self
 
     def __exit__(
@@ -164,6 +228,8 @@ class ResultWriter:
             raise RuntimeError("ResultWriter.add needs an open writer (use it with `with`)")
         self._files[PREDICTIONS_FILE].writelines(map(prediction_line, block.frames))
         self._files[SUMMARY_FILE].writelines(map(summary_line, block.records))
+        self._files[REGIONS_BED_FILE].writelines(map(bed_line, block.regions))
+        self._files[REGIONS_GFF3_FILE].writelines(map(gff3_lines, block.regions))
         for call in block.chunks:
             # A block holds whole records, so a chunk's frames never span two blocks; if they
             # did, its call would have been made on part of its frames.

@@ -22,6 +22,7 @@ from ..sequences.chunking import CHUNK_SIZES
 from ..sequences.sources import Source, records_of
 from ..sequences.translation import KeptFrame
 from .prediction import Prediction, predict
+from .regions import RegionRule
 from .stream import StreamProgress, predict_stream
 
 if TYPE_CHECKING:
@@ -154,8 +155,15 @@ class Predictor:
         """float32 [N, 2]: (P(others), P(virus)) by the classifier for `chunk_size`."""
         return predict_scores(self.classifier_for(chunk_size).module, features)
 
-    def predict(self, source: Source, chunk_size: int = 500) -> Prediction:
-        return predict(self, source, chunk_size)
+    def predict(
+        self,
+        source: Source,
+        chunk_size: int = 500,
+        *,
+        regions: RegionRule = RegionRule(),  # noqa: B008 (frozen: one shared default is safe)
+    ) -> Prediction:
+        """Every result of `source` as Python objects; `regions` is the viral-region rule."""
+        return predict(self, source, chunk_size, regions)
 
     def predict_stream(
         self,
@@ -163,8 +171,11 @@ class Predictor:
         chunk_size: int = 500,
         *,
         on_progress: Callable[[StreamProgress], None] | None = None,
+        regions: RegionRule = RegionRule(),  # noqa: B008 (frozen: one shared default is safe)
     ) -> Iterator[BlockResult]:
-        return predict_stream(self, records_of(source), chunk_size, on_progress=on_progress)
+        return predict_stream(
+            self, records_of(source), chunk_size, on_progress=on_progress, regions=regions
+        )
 
     def provenance(self, chunk_size: int) -> dict[str, Any]:
         """The run.json entries that say which models, backend, kernels, dtype and device."""

@@ -14,6 +14,7 @@ from ..sequences.prepare import BLOCK_BASES
 from .outputs import DEMO_WARNING, ResultWriter
 from .predictor import Predictor
 from .provenance import input_description, now, run_record
+from .regions import RegionRule
 from .results import BlockResult, RunTotals
 from .stream import StreamProgress, predict_stream
 
@@ -49,11 +50,13 @@ def predict_file(
     block_bases: int | None = None,
     input_info: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
+    regions: RegionRule = RegionRule(),  # noqa: B008 (frozen, so one shared default is safe)
 ) -> dict[str, Any]:
     """Write the result files (outputs.py names them) into `out_dir`, replacing an earlier
     run's; return the run.json content. `on_block` sees each block once it is written (the
     database records it). `input_info` describes the input in run.json (default: the path,
-    size and sha256 of `input_path`); `extra` adds entries to run.json."""
+    size and sha256 of `input_path`); `extra` adds entries to run.json; `regions` is the
+    viral-region rule."""
     started = now()
     if predictor.demo:
         log.warning(DEMO_WARNING)
@@ -70,6 +73,7 @@ def predict_file(
             on_progress=on_progress,
             on_features=writer.add_features if keep_intermediate else None,
             block_bases=block_bases,
+            regions=regions,
         )
         for block in blocks:
             start = time.perf_counter()
@@ -84,7 +88,14 @@ def predict_file(
             )
         info = input_info or input_description(input_path)
         run = run_record(
-            predictor, chunk_size, info, totals, started, extra, block_bases or BLOCK_BASES
+            predictor,
+            chunk_size,
+            info,
+            totals,
+            started,
+            extra,
+            block_bases or BLOCK_BASES,
+            region_rule=regions,
         )
         writer.commit(run)
     return run
