@@ -14,17 +14,12 @@ from pathlib import Path
 import pytest
 
 import virnucpro_worker
+from virnucpro_worker.pipeline.outputs import RESULT_FILES, RUN_FILE
 
 TOOL_DIR = Path(__file__).resolve().parents[1] / "galaxy_tool"
 TEST_DATA = TOOL_DIR / "test-data"
 MAX_TEST_FILE = 1024 * 1024  # tools-iuc's limit
-CLI_OUTPUTS = {
-    "prediction_results.txt",
-    "prediction_results_highestscore.csv",
-    "sequence_summary.tsv",
-    "run.json",
-    "viral_sequences.fa",
-}
+CLI_OUTPUTS = {*RESULT_FILES, RUN_FILE}  # every file `predict` writes but the intermediates
 
 
 def _version(text: str) -> tuple[int, ...]:

@@ -290,6 +290,9 @@ def check_results(files: dict[str, Path], expect_viral: bool) -> None:
     assert json.loads(files["run_json"].read_text())["counts"]["records"] == len(RECORDS)
     assert files["per_frame"].read_text().startswith("Sequence_ID\t")
     assert files["per_chunk"].read_text().startswith("Modified_ID\t")
+    regions = files["regions_bed"].read_text().splitlines()
+    assert len(regions) == sum(int(row["viral_regions"]) for row in rows)
+    assert files["regions_gff3"].read_text().startswith("##gff-version 3\n")
     if expect_viral:
         viral = {row["record_id"] for row in rows if row["call"] == "virus"}
         written = re.findall(r"^>(\S+)", files["viral_fasta"].read_text(), re.MULTILINE)
