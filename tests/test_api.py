@@ -14,6 +14,7 @@ import virnucpro_worker
 from virnucpro_worker.errors import InputError, UserError
 from virnucpro_worker.interfaces.cli import main
 from virnucpro_worker.pipeline import stream as stream_module
+from virnucpro_worker.pipeline.multiqc import CALLS_FILE, GENERAL_STATS_FILE
 from virnucpro_worker.pipeline.outputs import (
     HIGHEST_SCORE_FILE,
     PREDICTIONS_FILE,
@@ -33,6 +34,8 @@ RESULT_FILES = (
     SUMMARY_FILE,
     REGIONS_BED_FILE,
     REGIONS_GFF3_FILE,
+    GENERAL_STATS_FILE,
+    CALLS_FILE,
 )
 
 

@@ -40,6 +40,7 @@ from nextflow_render import (
 from services import RedisServer
 
 import virnucpro_worker
+from virnucpro_worker.pipeline.multiqc import CALLS_FILE, GENERAL_STATS_FILE
 
 REPO = Path(__file__).resolve().parents[1]
 NEXTFLOW = REPO / "nextflow"
@@ -48,6 +49,7 @@ PREDICT = MODULES / "predict"
 SUBMIT = MODULES / "submit"
 FASTA = REPO / "tests" / "data" / "conformance" / "test_with_orfs.fa"
 RECORDS = ["synthetic_seq_1", "synthetic_seq_2"]  # the two records of test_with_orfs.fa
+MULTIQC_FILES = sorted([CALLS_FILE, GENERAL_STATS_FILE])  # as the output glob finds them
 BIN = Path(sys.executable).parent  # the venv's bin: `virnucpro` lives next to this python
 
 
@@ -138,6 +140,10 @@ def check_outputs(process, outputs, meta, expect_viral: bool) -> dict[str, Path]
             assert version == virnucpro_worker.__version__
             continue
         assert output.values[0] == meta
+        if emit == "multiqc":  # the two custom-content files
+            assert [path.name for path in output.values[1]] == MULTIQC_FILES
+            files[emit] = output.values[1]
+            continue
         (matched,) = output.values[1]
         files[emit] = matched
     return files
@@ -266,7 +272,10 @@ def test_stub_writes_every_declared_output(module_dir, ext, accelerator, tmp_pat
         process, outputs, meta, expect_viral="--viral-fasta" in ext.get("args", "")
     )
     prefix = ext.get("prefix", meta["id"])
-    assert {path.parent.name for path in files.values()} == {prefix}
+    paths = [
+        path for emit, value in files.items() for path in (value if emit == "multiqc" else [value])
+    ]
+    assert {path.parent.name for path in paths} == {prefix}
 
 
 def test_missing_required_output_fails_the_task(predict_module, tmp_path):
@@ -290,6 +299,12 @@ def check_results(files: dict[str, Path], expect_viral: bool) -> None:
     assert json.loads(files["run_json"].read_text())["counts"]["records"] == len(RECORDS)
     assert files["per_frame"].read_text().startswith("Sequence_ID\t")
     assert files["per_chunk"].read_text().startswith("Modified_ID\t")
+    general_stats = json.loads(
+        files["multiqc"][MULTIQC_FILES.index(GENERAL_STATS_FILE)].read_text()
+    )
+    (sample,) = general_stats["data"]
+    assert general_stats["data"][sample]["records"] == len(RECORDS)
+    assert sample == FASTA.name.removesuffix(".fa")
     regions = files["regions_bed"].read_text().splitlines()
     assert len(regions) == sum(int(row["viral_regions"]) for row in rows)
     assert files["regions_gff3"].read_text().startswith("##gff-version 3\n")

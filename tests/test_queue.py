@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 
 from virnucpro_worker.errors import UserError
 from virnucpro_worker.interfaces.cli import main
+from virnucpro_worker.pipeline.multiqc import CALLS_FILE, GENERAL_STATS_FILE
 from virnucpro_worker.pipeline.outputs import (
     HIGHEST_SCORE_FILE,
     PREDICTIONS_FILE,
@@ -34,7 +35,15 @@ from virnucpro_worker.store.models import FramePrediction, Shard
 from virnucpro_worker.store.store import Store
 
 DEMO_INPUT = Path(__file__).parents[1] / "examples" / "demo_contigs.fa"
-RESULTS = (PREDICTIONS_FILE, HIGHEST_SCORE_FILE, SUMMARY_FILE, REGIONS_BED_FILE, REGIONS_GFF3_FILE)
+RESULTS = (
+    PREDICTIONS_FILE,
+    HIGHEST_SCORE_FILE,
+    SUMMARY_FILE,
+    REGIONS_BED_FILE,
+    REGIONS_GFF3_FILE,
+    GENERAL_STATS_FILE,
+    CALLS_FILE,
+)
 BLOCK_BASES = 4000  # small blocks: the demo input makes several shards
 FAST = {"lease_seconds": 3, "heartbeat_seconds": 0.5}
 

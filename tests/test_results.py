@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from virnucpro_worker.errors import UserError
 from virnucpro_worker.pipeline.calls import chunk_is_virus, frame_label, record_call
+from virnucpro_worker.pipeline.multiqc import CALLS_FILE, GENERAL_STATS_FILE
 from virnucpro_worker.pipeline.outputs import (
     DEMO_BANNER,
     DEMO_NOTICE_FILE,
@@ -41,6 +42,8 @@ RESULT_FILES = {
     SUMMARY_FILE,
     REGIONS_BED_FILE,
     REGIONS_GFF3_FILE,
+    GENERAL_STATS_FILE,
+    CALLS_FILE,
     RUN_FILE,
 }
 

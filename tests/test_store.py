@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 import virnucpro_worker
 from virnucpro_worker.errors import UserError
 from virnucpro_worker.interfaces.cli import main
+from virnucpro_worker.pipeline.multiqc import CALLS_FILE, GENERAL_STATS_FILE
 from virnucpro_worker.pipeline.outputs import (
     HIGHEST_SCORE_FILE,
     PREDICTIONS_FILE,
@@ -42,6 +43,8 @@ FILES = (
     SUMMARY_FILE,
     REGIONS_BED_FILE,
     REGIONS_GFF3_FILE,
+    GENERAL_STATS_FILE,
+    CALLS_FILE,
     RUN_FILE,
     VIRAL_FASTA_FILE,
 )

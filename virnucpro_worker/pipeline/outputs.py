@@ -24,7 +24,8 @@ from ..errors import UserError
 from ..files import StagedFolder
 from ..sequences.prepare import PreparedFiles, chunk_text, frame_texts, wrapped
 from ..sequences.translation import KeptFrame
-from .calls import VIRUS, chunk_is_virus, chunk_maxima
+from .calls import UNSCORED, VIRUS, chunk_is_virus, chunk_maxima
+from .multiqc import CALLS_FILE, GENERAL_STATS_FILE, multiqc_files
 from .regions import ViralRegion
 from .results import BlockResult, FrameScore, RecordSummary
 
@@ -43,6 +44,8 @@ RESULT_FILES = (
     SUMMARY_FILE,
     REGIONS_BED_FILE,
     REGIONS_GFF3_FILE,
+    GENERAL_STATS_FILE,
+    CALLS_FILE,
     VIRAL_FASTA_FILE,
 )
 OWNED_FILES = (*RESULT_FILES, DEMO_NOTICE_FILE, RUN_FILE)
@@ -169,7 +172,8 @@ class ResultWriter:
     Call `add` once per block result, in input order, then `commit` with the run's provenance.
     Per-frame and per-record rows stream out; only the per-chunk calls are kept, because the
     highest-score file is sorted by chunk id over the whole input. The counters (records,
-    chunks, frames, scored_chunks, viral_chunks) are what the files hold.
+    chunks, frames, scored_chunks, viral_chunks, viral_records, unscored_records, regions) are
+    what the files hold.
     """
 
     def __init__(
@@ -185,7 +189,8 @@ class ResultWriter:
         self.staged = StagedFolder(Path(out_dir), RUN_FILE)
         self.intermediates = intermediates
         self._chunk_calls: dict[str, bool] = {}
-        self.records = self.chunks = self.frames = self.viral_chunks = 0
+        self.records = self.chunks = self.frames = self.viral_chunks = self.regions = 0
+        self.viral_records = self.unscored_records = 0
         self._files: dict[str, TextIO] = {}
         self._merged: _MergedFeatures | None = None
 
@@ -238,6 +243,9 @@ class ResultWriter:
             self._chunk_calls[call.id] = call.is_virus
         self.viral_chunks += sum(call.is_virus for call in block.chunks)
         self.records += len(block.records)
+        self.viral_records += sum(record.call == VIRUS for record in block.records)
+        self.unscored_records += sum(record.call == UNSCORED for record in block.records)
+        self.regions += len(block.regions)
         self.chunks += sum(record.chunks for record in block.records)
         self.frames += len(block.frames)
         if self.viral_fasta:
@@ -268,12 +276,25 @@ class ResultWriter:
         if self._merged is not None:
             self._merged.add(frames, features)
 
+    def counts(self) -> dict[str, int]:
+        """What the files written so far hold (the MultiQC files report these)."""
+        return {
+            "records": self.records,
+            "viral_records": self.viral_records,
+            "unscored_records": self.unscored_records,
+            "scored_chunks": self.scored_chunks,
+            "viral_chunks": self.viral_chunks,
+            "viral_regions": self.regions,
+        }
+
     def commit(self, run: dict) -> None:
         """Finish every file, write `run` as run.json (with the list of outputs), and move
         them all into the output folder."""
         with self.staged.open(HIGHEST_SCORE_FILE) as handle:
             write_highest_scores(handle, sorted(self._chunk_calls.items()))
-        names = [*self._files, HIGHEST_SCORE_FILE, RUN_FILE]
+        for name, text in multiqc_files(run, self.counts()).items():
+            self.staged.file(name).write_text(text)
+        names = [*self._files, HIGHEST_SCORE_FILE, GENERAL_STATS_FILE, CALLS_FILE, RUN_FILE]
         for handle in self._files.values():
             handle.close()
         if self.demo:

@@ -17,6 +17,7 @@ process VIRNUCPRO_PREDICT {
     tuple val(meta), path("${prefix}/viral_regions.bed")                  , emit: regions_bed
     tuple val(meta), path("${prefix}/viral_regions.gff3")                 , emit: regions_gff3
     tuple val(meta), path("${prefix}/run.json")                           , emit: run_json
+    tuple val(meta), path("${prefix}/*_mqc.json")                         , emit: multiqc
     tuple val(meta), path("${prefix}/viral_sequences.fa")                 , emit: viral_fasta, optional: true
     tuple val("${task.process}"), val('virnucpro'), eval("virnucpro --version | sed 's/^virnucpro //'"), topic: versions, emit: versions_virnucpro
 
@@ -58,6 +59,8 @@ process VIRNUCPRO_PREDICT {
     touch ${prefix}/viral_regions.bed
     echo '##gff-version 3' > ${prefix}/viral_regions.gff3
     echo '{}' > ${prefix}/run.json
+    echo '{}' > ${prefix}/virnucpro_mqc.json
+    echo '{}' > ${prefix}/virnucpro_calls_mqc.json
     ${viral}
     """
 }
