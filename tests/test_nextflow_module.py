@@ -37,6 +37,7 @@ from nextflow_render import (
     parse_expression,
     stage_inputs,
 )
+from safetensors.numpy import load_file
 from services import RedisServer
 
 import virnucpro_worker
@@ -127,10 +128,14 @@ def run_task(process, section, inputs, task, work: Path, timeout=300):
     return rendered, outputs
 
 
-def check_outputs(process, outputs, meta, expect_viral: bool) -> dict[str, Path]:
+def check_outputs(
+    process, outputs, meta, expect_viral: bool, expect_embeddings: bool = False
+) -> dict[str, Path]:
     """Every declared output: present (viral_fasta: only when asked), one file, meta first."""
     declared = [d.option("emit") for d in process.outputs]
-    assert set(outputs) == set(declared) - (set() if expect_viral else {"viral_fasta"})
+    absent = set() if expect_viral else {"viral_fasta"}
+    absent |= set() if expect_embeddings else {"embeddings"}
+    assert set(outputs) == set(declared) - absent
     files = {}
     for emit, output in outputs.items():
         if emit.startswith("versions"):
@@ -257,9 +262,12 @@ def test_submit_renders_queue_options(submit_module):
     "ext, accelerator",
     [
         ({}, None),
-        ({"args": "--viral-fasta", "prefix": "renamed"}, Accelerator(request=1)),
+        (
+            {"args": "--viral-fasta --embeddings float16", "prefix": "renamed"},
+            Accelerator(request=1),
+        ),
     ],
-    ids=["plain", "viral-fasta-prefix-gpu"],
+    ids=["plain", "viral-fasta-embeddings-prefix-gpu"],
 )
 @pytest.mark.parametrize("module_dir", [PREDICT, SUBMIT], ids=["predict", "submit"])
 def test_stub_writes_every_declared_output(module_dir, ext, accelerator, tmp_path):
@@ -269,7 +277,11 @@ def test_stub_writes_every_declared_output(module_dir, ext, accelerator, tmp_pat
     task = Task(process.name, cpus=2, ext=ext, accelerator=accelerator)
     _, outputs = run_task(process, "stub", [[meta, FASTA], *rest], task, tmp_path)
     files = check_outputs(
-        process, outputs, meta, expect_viral="--viral-fasta" in ext.get("args", "")
+        process,
+        outputs,
+        meta,
+        expect_viral="--viral-fasta" in ext.get("args", ""),
+        expect_embeddings="--embeddings" in ext.get("args", ""),
     )
     prefix = ext.get("prefix", meta["id"])
     paths = [
@@ -318,7 +330,7 @@ def check_results(files: dict[str, Path], expect_viral: bool) -> None:
     "models, ext",
     [
         ("folder", {"args": "--viral-fasta"}),
-        ("none", {"args": "--demo-models --viral-fasta", "prefix": "demo_run"}),
+        ("none", {"args": "--demo-models --viral-fasta --embeddings", "prefix": "demo_run"}),
     ],
     ids=["model-folder", "demo-models-arg"],
 )
@@ -330,7 +342,12 @@ def test_script_runs_on_cpu(predict_module, cli_help, demo_model_dir, models, ex
     missing = missing_options(words, cli_help["predict"])
     assert not missing, f"the module passes {', '.join(missing)}, which the CLI does not know"
     _, outputs = run_task(predict_module, "script", inputs, task, tmp_path)
-    check_results(check_outputs(predict_module, outputs, meta, expect_viral=True), True)
+    asked = "--embeddings" in ext["args"]
+    files = check_outputs(predict_module, outputs, meta, True, expect_embeddings=asked)
+    check_results(files, True)
+    if asked:
+        embeddings = load_file(files["embeddings"])
+        assert len(embeddings["record"]) == len(files["per_frame"].read_text().splitlines()) - 1
 
 
 @pytest.mark.gpu

@@ -175,6 +175,7 @@ def _predict(args: argparse.Namespace) -> int:
                     input_info=info,
                     extra=extra,
                     regions=region_rule(args),
+                    embeddings=args.embeddings,
                 )
         except BaseException as error:
             if recorder:
@@ -590,6 +591,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep-intermediate",
         action="store_true",
         help="also write the original's chunk and frame files and STEM_merged.pt",
+    )
+    predict.add_argument(
+        "--embeddings",
+        nargs="?",
+        const="float32",
+        choices=("float16", "float32"),
+        help="also write embeddings.safetensors: every kept frame's DNABERT-S and ESM-2 "
+        "features, in this dtype (default float32)",
     )
     predict.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_region_options(predict)

@@ -25,6 +25,7 @@ from ..files import StagedFolder
 from ..sequences.prepare import PreparedFiles, chunk_text, frame_texts, wrapped
 from ..sequences.translation import KeptFrame
 from .calls import UNSCORED, VIRUS, chunk_is_virus, chunk_maxima
+from .embeddings import EMBEDDINGS_FILE, EmbeddingRecorder, FrameEmbeddings, embeddings_metadata
 from .multiqc import CALLS_FILE, GENERAL_STATS_FILE, multiqc_files
 from .regions import ViralRegion
 from .results import BlockResult, FrameScore, RecordSummary
@@ -48,7 +49,7 @@ RESULT_FILES = (
     CALLS_FILE,
     VIRAL_FASTA_FILE,
 )
-OWNED_FILES = (*RESULT_FILES, DEMO_NOTICE_FILE, RUN_FILE)
+OWNED_FILES = (*RESULT_FILES, EMBEDDINGS_FILE, DEMO_NOTICE_FILE, RUN_FILE)
 
 PREDICTIONS_HEADER = "Sequence_ID\tPrediction\tscore1\tscore2"
 HIGHEST_SCORE_HEADER = "Modified_ID\tIs_Virus"
@@ -183,8 +184,10 @@ class ResultWriter:
         demo: bool = False,
         viral_fasta: bool = False,
         intermediates: tuple[str, int] | None = None,
+        embeddings: tuple[str, int] | None = None,
     ) -> None:
-        """`intermediates`: (stem, chunk size) to also write the original's intermediates."""
+        """`intermediates`: (stem, chunk size) to also write the original's intermediates;
+        `embeddings`: (dtype, DNABERT-S width) to also write embeddings.safetensors."""
         self.demo, self.viral_fasta = demo, viral_fasta
         self.staged = StagedFolder(Path(out_dir), RUN_FILE)
         self.intermediates = intermediates
@@ -193,6 +196,8 @@ class ResultWriter:
         self.viral_records = self.unscored_records = 0
         self._files: dict[str, TextIO] = {}
         self._merged: _MergedFeatures | None = None
+        self._embeddings: EmbeddingRecorder | None = None
+        self._embeddings_options = embeddings
 
     @property
     def scored_chunks(self) -> int:
@@ -207,6 +212,10 @@ class ResultWriter:
             prepared, merged = intermediate_files(*self.intermediates)
             names += [prepared.chunks.name, prepared.nucleotide.name, prepared.protein.name]
             self._merged = _MergedFeatures(self.staged.file(merged))
+        if self._embeddings_options:
+            dtype, nucleotide_width = self._embeddings_options
+            folder = self.staged.file(EMBEDDINGS_FILE).parent
+            self._embeddings = EmbeddingRecorder(folder, dtype, nucleotide_width)
         self._files = {name: self.staged.open(name) for name in names}
         self._files[PREDICTIONS_FILE].write(PREDICTIONS_HEADER + "\n")
         if self.demo:
@@ -225,6 +234,8 @@ class ResultWriter:
             handle.close()
         if self._merged is not None:
             self._merged.close()
+        if self._embeddings is not None:
+            self._embeddings.close()
         self.staged.__exit__(exc_type, exc, traceback)
 
     def add(self, block: BlockResult) -> None:
@@ -250,6 +261,8 @@ class ResultWriter:
         self.frames += len(block.frames)
         if self.viral_fasta:
             self._write_viral(block)
+        if self._embeddings is not None:
+            self._embeddings.add_keys(block.frames)
         if self.intermediates:
             self._write_intermediates(block)
 
@@ -272,9 +285,18 @@ class ResultWriter:
         self._files[prepared.protein.name].write(protein)
 
     def add_features(self, frames: Sequence[KeptFrame], features: torch.Tensor) -> None:
-        """The merged features of `frames` (for `STEM_merged.pt`), as the stream computes them."""
+        """The merged features of `frames` (for `STEM_merged.pt` and embeddings.safetensors),
+        as the stream computes them, before the block that holds them is added."""
         if self._merged is not None:
             self._merged.add(frames, features)
+        if self._embeddings is not None:
+            self._embeddings.add_features(features)
+
+    def add_embeddings(self, embeddings: FrameEmbeddings) -> None:
+        """Features already computed (a `Prediction`'s), in the order of the frames added."""
+        if self._embeddings is not None:
+            both = np.hstack([embeddings.dnabert_s, embeddings.esm2])
+            self._embeddings.add_features(torch.from_numpy(both))
 
     def counts(self) -> dict[str, int]:
         """What the files written so far hold (the MultiQC files report these)."""
@@ -302,6 +324,10 @@ class ResultWriter:
             names.append(DEMO_NOTICE_FILE)
         if self._merged is not None:
             names.append(self._merged.save())
+        if self._embeddings is not None:
+            metadata = embeddings_metadata(run, self._embeddings.dtype.name)
+            self._embeddings.save(self.staged.file(EMBEDDINGS_FILE), metadata)
+            names.append(EMBEDDINGS_FILE)
         run["outputs"] = sorted(names)
         with self.staged.open(RUN_FILE) as handle:
             handle.write(run_json_text(run))

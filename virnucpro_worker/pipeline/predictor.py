@@ -134,9 +134,13 @@ class Predictor:
             )
         return self.models.classifiers[chunk_size]
 
+    @property
+    def feature_widths(self) -> tuple[int, int]:
+        """(DNABERT-S, ESM-2) widths of a frame's features: (768, 2560) for the published set."""
+        return self.models.dnabert.module.config.hidden_size, self.models.esm.module.embed_dim
+
     def _check_dimensions(self) -> None:
-        nucleotide = self.models.dnabert.module.config.hidden_size
-        protein = self.models.esm.module.embed_dim
+        nucleotide, protein = self.feature_widths
         for classifier in self.models.classifiers.values():
             expected = classifier.module.hidden_layer.in_features
             if nucleotide + protein != expected:
@@ -161,9 +165,12 @@ class Predictor:
         chunk_size: int = 500,
         *,
         regions: RegionRule = RegionRule(),  # noqa: B008 (frozen: one shared default is safe)
+        embeddings: str | None = None,
     ) -> Prediction:
-        """Every result of `source` as Python objects; `regions` is the viral-region rule."""
-        return predict(self, source, chunk_size, regions)
+        """Every result of `source` as Python objects; `regions` is the viral-region rule;
+        `embeddings` ("float16" or "float32") also returns every frame's features as arrays
+        (`Prediction.embeddings`), held in memory: 6.5 kB a frame in float16."""
+        return predict(self, source, chunk_size, regions, embeddings)
 
     def predict_stream(
         self,

@@ -19,6 +19,7 @@ process VIRNUCPRO_PREDICT {
     tuple val(meta), path("${prefix}/run.json")                           , emit: run_json
     tuple val(meta), path("${prefix}/*_mqc.json")                         , emit: multiqc
     tuple val(meta), path("${prefix}/viral_sequences.fa")                 , emit: viral_fasta, optional: true
+    tuple val(meta), path("${prefix}/embeddings.safetensors")             , emit: embeddings, optional: true
     tuple val("${task.process}"), val('virnucpro'), eval("virnucpro --version | sed 's/^virnucpro //'"), topic: versions, emit: versions_virnucpro
 
     when:
@@ -49,6 +50,7 @@ process VIRNUCPRO_PREDICT {
     def args       = task.ext.args ?: ''
     prefix         = task.ext.prefix ?: "${meta.id}"
     def viral      = args.contains('--viral-fasta') ? "touch ${prefix}/viral_sequences.fa" : ''
+    def embeddings = args.contains('--embeddings') ? "touch ${prefix}/embeddings.safetensors" : ''
     if ("${fasta}" == "${prefix}") error "Input and output names are the same, use \"task.ext.prefix\" to disambiguate!"
     """
     echo ${args}
@@ -62,5 +64,6 @@ process VIRNUCPRO_PREDICT {
     echo '{}' > ${prefix}/virnucpro_mqc.json
     echo '{}' > ${prefix}/virnucpro_calls_mqc.json
     ${viral}
+    ${embeddings}
     """
 }
