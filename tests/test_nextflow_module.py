@@ -320,6 +320,7 @@ def check_results(files: dict[str, Path], expect_viral: bool) -> None:
     regions = files["regions_bed"].read_text().splitlines()
     assert len(regions) == sum(int(row["viral_regions"]) for row in rows)
     assert files["regions_gff3"].read_text().startswith("##gff-version 3\n")
+    assert f"id='count-records'>{len(RECORDS)}<" in files["report"].read_text()
     if expect_viral:
         viral = {row["record_id"] for row in rows if row["call"] == "virus"}
         written = re.findall(r"^>(\S+)", files["viral_fasta"].read_text(), re.MULTILINE)

@@ -28,6 +28,7 @@ from virnucpro_worker.pipeline.outputs import (
     SUMMARY_FILE,
 )
 from virnucpro_worker.pipeline.regions import RegionRule
+from virnucpro_worker.pipeline.report import PROVENANCE_END, PROVENANCE_START, REPORT_FILE
 from virnucpro_worker.queue import messages
 from virnucpro_worker.queue.client import Client
 from virnucpro_worker.settings import Settings
@@ -83,9 +84,16 @@ def in_process(demo_models: DemoModels, source: Path, out: Path, monkeypatch, *e
     return out
 
 
+def without_provenance(report: Path) -> str:
+    """report.html less its provenance panel (run.json's content, which names the job)."""
+    page = report.read_text()
+    return page[: page.index(PROVENANCE_START)] + page[page.index(PROVENANCE_END) :]
+
+
 def assert_same_results(a: Path, b: Path) -> None:
     for name in RESULTS:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    assert without_provenance(a / REPORT_FILE) == without_provenance(b / REPORT_FILE)
 
 
 def test_a_jobs_region_rule_reaches_its_workers(service, demo_models, tmp_path, monkeypatch):

@@ -31,6 +31,7 @@ from virnucpro_worker.pipeline.outputs import (
     read_prediction_results,
     write_highest_scores,
 )
+from virnucpro_worker.pipeline.report import REPORT_FILE
 from virnucpro_worker.pipeline.results import BlockResult, block_result
 from virnucpro_worker.sequences.prepare import PreparedBlock, RecordInfo
 from virnucpro_worker.sequences.translation import KeptFrame
@@ -44,6 +45,7 @@ RESULT_FILES = {
     REGIONS_GFF3_FILE,
     GENERAL_STATS_FILE,
     CALLS_FILE,
+    REPORT_FILE,
     RUN_FILE,
 }
 

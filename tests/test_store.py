@@ -23,6 +23,7 @@ from virnucpro_worker.pipeline.outputs import (
     SUMMARY_FILE,
     VIRAL_FASTA_FILE,
 )
+from virnucpro_worker.pipeline.report import REPORT_FILE
 from virnucpro_worker.sequences.fasta import read_fasta
 from virnucpro_worker.store import schema
 from virnucpro_worker.store.engine import make_engine
@@ -45,6 +46,7 @@ FILES = (
     REGIONS_GFF3_FILE,
     GENERAL_STATS_FILE,
     CALLS_FILE,
+    REPORT_FILE,
     RUN_FILE,
     VIRAL_FASTA_FILE,
 )

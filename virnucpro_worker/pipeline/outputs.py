@@ -28,6 +28,7 @@ from .calls import UNSCORED, VIRUS, chunk_is_virus, chunk_maxima
 from .embeddings import EMBEDDINGS_FILE, EmbeddingRecorder, FrameEmbeddings, embeddings_metadata
 from .multiqc import CALLS_FILE, GENERAL_STATS_FILE, multiqc_files
 from .regions import ViralRegion
+from .report import REPORT_FILE, ReportBuilder
 from .results import BlockResult, FrameScore, RecordSummary
 
 PREDICTIONS_FILE = "prediction_results.txt"
@@ -47,6 +48,7 @@ RESULT_FILES = (
     REGIONS_GFF3_FILE,
     GENERAL_STATS_FILE,
     CALLS_FILE,
+    REPORT_FILE,
     VIRAL_FASTA_FILE,
 )
 OWNED_FILES = (*RESULT_FILES, EMBEDDINGS_FILE, DEMO_NOTICE_FILE, RUN_FILE)
@@ -198,6 +200,7 @@ class ResultWriter:
         self._merged: _MergedFeatures | None = None
         self._embeddings: EmbeddingRecorder | None = None
         self._embeddings_options = embeddings
+        self._report = ReportBuilder()
 
     @property
     def scored_chunks(self) -> int:
@@ -263,6 +266,7 @@ class ResultWriter:
             self._write_viral(block)
         if self._embeddings is not None:
             self._embeddings.add_keys(block.frames)
+        self._report.add(block)
         if self.intermediates:
             self._write_intermediates(block)
 
@@ -316,7 +320,8 @@ class ResultWriter:
             write_highest_scores(handle, sorted(self._chunk_calls.items()))
         for name, text in multiqc_files(run, self.counts()).items():
             self.staged.file(name).write_text(text)
-        names = [*self._files, HIGHEST_SCORE_FILE, GENERAL_STATS_FILE, CALLS_FILE, RUN_FILE]
+        names = [*self._files, HIGHEST_SCORE_FILE, GENERAL_STATS_FILE, CALLS_FILE]
+        names += [REPORT_FILE, RUN_FILE]
         for handle in self._files.values():
             handle.close()
         if self.demo:
@@ -329,6 +334,7 @@ class ResultWriter:
             self._embeddings.save(self.staged.file(EMBEDDINGS_FILE), metadata)
             names.append(EMBEDDINGS_FILE)
         run["outputs"] = sorted(names)
+        self.staged.file(REPORT_FILE).write_text(self._report.render(run))
         with self.staged.open(RUN_FILE) as handle:
             handle.write(run_json_text(run))
         self.staged.commit(names, owned=OWNED_FILES)

@@ -18,6 +18,7 @@ process VIRNUCPRO_PREDICT {
     tuple val(meta), path("${prefix}/viral_regions.gff3")                 , emit: regions_gff3
     tuple val(meta), path("${prefix}/run.json")                           , emit: run_json
     tuple val(meta), path("${prefix}/*_mqc.json")                         , emit: multiqc
+    tuple val(meta), path("${prefix}/report.html")                        , emit: report
     tuple val(meta), path("${prefix}/viral_sequences.fa")                 , emit: viral_fasta, optional: true
     tuple val(meta), path("${prefix}/embeddings.safetensors")             , emit: embeddings, optional: true
     tuple val("${task.process}"), val('virnucpro'), eval("virnucpro --version | sed 's/^virnucpro //'"), topic: versions, emit: versions_virnucpro
@@ -63,6 +64,7 @@ process VIRNUCPRO_PREDICT {
     echo '{}' > ${prefix}/run.json
     echo '{}' > ${prefix}/virnucpro_mqc.json
     echo '{}' > ${prefix}/virnucpro_calls_mqc.json
+    echo '<!DOCTYPE html>' > ${prefix}/report.html
     ${viral}
     ${embeddings}
     """
