@@ -140,7 +140,7 @@ def _keep(heap: list, size: int, item: Any) -> None:
 
 def _svg(figure) -> str:
     buffer = io.StringIO()
-    figure.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight")
+    figure.savefig(buffer, format="svg", metadata={"Date": None})
     text = buffer.getvalue()
     text = text[text.index("<svg") :]  # inline: no XML declaration or DOCTYPE
     # The RDF metadata (creator, licence addresses) is no use inside the page.
@@ -150,7 +150,7 @@ def _svg(figure) -> str:
 def _calls_figure(calls: dict[str, int]) -> str:
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(6, 1.3))
+    figure = Figure(figsize=(6, 1.3), layout="constrained")
     axes = figure.add_subplot()
     names = list(calls)
     axes.barh(names, [calls[n] for n in names], color=[CALL_COLORS[n] for n in names])
@@ -178,6 +178,7 @@ def _distributions_figure(frames: np.ndarray, records: np.ndarray) -> str:
         axes.set_xlabel("P(virus)")
         axes.set_ylabel("count")
         axes.set_xlim(0, 1)
+        axes.set_ylim(0, max(1, counts.max()) * 1.05)  # an empty input: a flat axis from 0
         axes.spines[["top", "right"]].set_visible(False)
     return _svg(figure)
 
@@ -187,7 +188,7 @@ def _track_figure(track: _Track, chunk_size: int) -> str:
 
     record = track.record
     starts = chunk_starts(record.length, chunk_size)
-    figure = Figure(figsize=(9, 1.6))
+    figure = Figure(figsize=(9, 1.6), layout="constrained")
     axes = figure.add_subplot()
     for region in track.regions:
         axes.axvspan(region.start, region.end, color=CALL_COLORS[VIRUS], alpha=0.15, linewidth=0)
