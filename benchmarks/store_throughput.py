@@ -62,7 +62,7 @@ def synthetic_blocks(frames: int, seed: int = 0) -> list:
         others = np.array([rng.random() for _ in kept], dtype=np.float32)
         scores = np.stack([others, 1 - others], axis=1)
         prepared = PreparedBlock(infos, [""] * len(infos), frames=sorted(kept, key=_order))
-        blocks.append(block_result(prepared, scores, record - len(infos)))
+        blocks.append(block_result(prepared, scores, record - len(infos), 500))
     return blocks
 
 

@@ -58,7 +58,7 @@ def main() -> None:
     frames = sum(len(block.frames) for block, _, _ in blocks)
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
-        results = [block_result(block, scores, first) for block, scores, first in blocks]
+        results = [block_result(block, scores, first, 500) for block, scores, first in blocks]
         rules = time.perf_counter() - start
         with ResultWriter(Path(folder)) as writer:
             start = time.perf_counter()

@@ -14,17 +14,15 @@ from pathlib import Path
 import pytest
 
 import virnucpro_worker
+from virnucpro_worker.pipeline.multiqc import CALLS_FILE, GENERAL_STATS_FILE
+from virnucpro_worker.pipeline.outputs import RESULT_FILES, RUN_FILE
 
 TOOL_DIR = Path(__file__).resolve().parents[1] / "galaxy_tool"
 TEST_DATA = TOOL_DIR / "test-data"
 MAX_TEST_FILE = 1024 * 1024  # tools-iuc's limit
-CLI_OUTPUTS = {
-    "prediction_results.txt",
-    "prediction_results_highestscore.csv",
-    "sequence_summary.tsv",
-    "run.json",
-    "viral_sequences.fa",
-}
+# Every file `predict` writes but the intermediates and the MultiQC custom content (for
+# pipelines that run MultiQC over many samples: Galaxy's MultiQC tool reads tools' own files).
+CLI_OUTPUTS = {*RESULT_FILES, RUN_FILE} - {GENERAL_STATS_FILE, CALLS_FILE}
 
 
 def _version(text: str) -> tuple[int, ...]:

@@ -28,12 +28,14 @@ from virnucpro_worker.pipeline.outputs import (
     HIGHEST_SCORE_FILE,
     PREDICTIONS_FILE,
     RUN_FILE,
+    SUMMARY_COLUMNS,
     SUMMARY_FILE,
 )
 
 WITH_ORFS = CONFORMANCE / "test_with_orfs.fa"
 DEMO_INPUT = Path(__file__).parents[1] / "examples" / "demo_contigs.fa"
 RESULTS = (PREDICTIONS_FILE, HIGHEST_SCORE_FILE, SUMMARY_FILE)
+CALL_COLUMN = SUMMARY_COLUMNS.index("call")
 CLI = [sys.executable, "-m", "virnucpro_worker.interfaces.cli"]
 
 
@@ -87,7 +89,7 @@ def test_demo_runs_show_both_calls(tmp_path):
     result = cli("predict", str(DEMO_INPUT), *options, env={"VIRNUCPRO_CACHE": str(tmp_path / "c")})
     assert result.returncode == 0, result.stderr
     calls = [
-        line.split("\t")[-1]
+        line.split("\t")[CALL_COLUMN]
         for line in (tmp_path / "o" / SUMMARY_FILE).read_text().splitlines()[2:]
     ]
     assert {"virus", "others", "unscored"} <= set(calls)
@@ -525,7 +527,9 @@ def test_the_summary_line_counts_what_the_files_hold(demo_models, tmp_path):
     assert numbers["kept frames"] == len(frames)
     assert numbers["scored chunks"] == len(chunks)
     assert numbers["viral"] == sum(row.endswith("True") for row in chunks)
-    assert numbers["records called virus"] == sum(row.endswith("\tvirus") for row in records)
+    assert numbers["records called virus"] == sum(
+        row.split("\t")[CALL_COLUMN] == "virus" for row in records
+    )
 
 
 # 10. Leftovers, secrets, the service's commands (issue 24) -----------------------------------

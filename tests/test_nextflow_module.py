@@ -37,9 +37,11 @@ from nextflow_render import (
     parse_expression,
     stage_inputs,
 )
+from safetensors.numpy import load_file
 from services import RedisServer
 
 import virnucpro_worker
+from virnucpro_worker.pipeline.multiqc import CALLS_FILE, GENERAL_STATS_FILE
 
 REPO = Path(__file__).resolve().parents[1]
 NEXTFLOW = REPO / "nextflow"
@@ -48,6 +50,7 @@ PREDICT = MODULES / "predict"
 SUBMIT = MODULES / "submit"
 FASTA = REPO / "tests" / "data" / "conformance" / "test_with_orfs.fa"
 RECORDS = ["synthetic_seq_1", "synthetic_seq_2"]  # the two records of test_with_orfs.fa
+MULTIQC_FILES = sorted([CALLS_FILE, GENERAL_STATS_FILE])  # as the output glob finds them
 BIN = Path(sys.executable).parent  # the venv's bin: `virnucpro` lives next to this python
 
 
@@ -125,10 +128,14 @@ def run_task(process, section, inputs, task, work: Path, timeout=300):
     return rendered, outputs
 
 
-def check_outputs(process, outputs, meta, expect_viral: bool) -> dict[str, Path]:
+def check_outputs(
+    process, outputs, meta, expect_viral: bool, expect_embeddings: bool = False
+) -> dict[str, Path]:
     """Every declared output: present (viral_fasta: only when asked), one file, meta first."""
     declared = [d.option("emit") for d in process.outputs]
-    assert set(outputs) == set(declared) - (set() if expect_viral else {"viral_fasta"})
+    absent = set() if expect_viral else {"viral_fasta"}
+    absent |= set() if expect_embeddings else {"embeddings"}
+    assert set(outputs) == set(declared) - absent
     files = {}
     for emit, output in outputs.items():
         if emit.startswith("versions"):
@@ -138,6 +145,10 @@ def check_outputs(process, outputs, meta, expect_viral: bool) -> dict[str, Path]
             assert version == virnucpro_worker.__version__
             continue
         assert output.values[0] == meta
+        if emit == "multiqc":  # the two custom-content files
+            assert [path.name for path in output.values[1]] == MULTIQC_FILES
+            files[emit] = output.values[1]
+            continue
         (matched,) = output.values[1]
         files[emit] = matched
     return files
@@ -251,9 +262,12 @@ def test_submit_renders_queue_options(submit_module):
     "ext, accelerator",
     [
         ({}, None),
-        ({"args": "--viral-fasta", "prefix": "renamed"}, Accelerator(request=1)),
+        (
+            {"args": "--viral-fasta --embeddings float16", "prefix": "renamed"},
+            Accelerator(request=1),
+        ),
     ],
-    ids=["plain", "viral-fasta-prefix-gpu"],
+    ids=["plain", "viral-fasta-embeddings-prefix-gpu"],
 )
 @pytest.mark.parametrize("module_dir", [PREDICT, SUBMIT], ids=["predict", "submit"])
 def test_stub_writes_every_declared_output(module_dir, ext, accelerator, tmp_path):
@@ -263,10 +277,17 @@ def test_stub_writes_every_declared_output(module_dir, ext, accelerator, tmp_pat
     task = Task(process.name, cpus=2, ext=ext, accelerator=accelerator)
     _, outputs = run_task(process, "stub", [[meta, FASTA], *rest], task, tmp_path)
     files = check_outputs(
-        process, outputs, meta, expect_viral="--viral-fasta" in ext.get("args", "")
+        process,
+        outputs,
+        meta,
+        expect_viral="--viral-fasta" in ext.get("args", ""),
+        expect_embeddings="--embeddings" in ext.get("args", ""),
     )
     prefix = ext.get("prefix", meta["id"])
-    assert {path.parent.name for path in files.values()} == {prefix}
+    paths = [
+        path for emit, value in files.items() for path in (value if emit == "multiqc" else [value])
+    ]
+    assert {path.parent.name for path in paths} == {prefix}
 
 
 def test_missing_required_output_fails_the_task(predict_module, tmp_path):
@@ -290,6 +311,16 @@ def check_results(files: dict[str, Path], expect_viral: bool) -> None:
     assert json.loads(files["run_json"].read_text())["counts"]["records"] == len(RECORDS)
     assert files["per_frame"].read_text().startswith("Sequence_ID\t")
     assert files["per_chunk"].read_text().startswith("Modified_ID\t")
+    general_stats = json.loads(
+        files["multiqc"][MULTIQC_FILES.index(GENERAL_STATS_FILE)].read_text()
+    )
+    (sample,) = general_stats["data"]
+    assert general_stats["data"][sample]["records"] == len(RECORDS)
+    assert sample == FASTA.name.removesuffix(".fa")
+    regions = files["regions_bed"].read_text().splitlines()
+    assert len(regions) == sum(int(row["viral_regions"]) for row in rows)
+    assert files["regions_gff3"].read_text().startswith("##gff-version 3\n")
+    assert f"id='count-records'>{len(RECORDS)}<" in files["report"].read_text()
     if expect_viral:
         viral = {row["record_id"] for row in rows if row["call"] == "virus"}
         written = re.findall(r"^>(\S+)", files["viral_fasta"].read_text(), re.MULTILINE)
@@ -300,7 +331,7 @@ def check_results(files: dict[str, Path], expect_viral: bool) -> None:
     "models, ext",
     [
         ("folder", {"args": "--viral-fasta"}),
-        ("none", {"args": "--demo-models --viral-fasta", "prefix": "demo_run"}),
+        ("none", {"args": "--demo-models --viral-fasta --embeddings", "prefix": "demo_run"}),
     ],
     ids=["model-folder", "demo-models-arg"],
 )
@@ -312,7 +343,12 @@ def test_script_runs_on_cpu(predict_module, cli_help, demo_model_dir, models, ex
     missing = missing_options(words, cli_help["predict"])
     assert not missing, f"the module passes {', '.join(missing)}, which the CLI does not know"
     _, outputs = run_task(predict_module, "script", inputs, task, tmp_path)
-    check_results(check_outputs(predict_module, outputs, meta, expect_viral=True), True)
+    asked = "--embeddings" in ext["args"]
+    files = check_outputs(predict_module, outputs, meta, True, expect_embeddings=asked)
+    check_results(files, True)
+    if asked:
+        embeddings = load_file(files["embeddings"])
+        assert len(embeddings["record"]) == len(files["per_frame"].read_text().splitlines()) - 1
 
 
 @pytest.mark.gpu

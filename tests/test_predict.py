@@ -111,6 +111,7 @@ def test_run_json_records_what_produced_the_result(demo_models, tmp_path):
         "scored_chunks": 2,
         "viral_chunks": run["counts"]["viral_chunks"],
         "viral_records": run["counts"]["viral_records"],
+        "viral_regions": run["counts"]["viral_regions"],
         "rna_records": 0,
         "dropped_codons": 0,
     }
@@ -140,7 +141,7 @@ def test_no_kept_frame_gives_header_only_results(demo_models, tmp_path, caplog):
     )
     banner, *summary = (tmp_path / "sequence_summary.tsv").read_text().splitlines()
     assert banner.startswith("# DEMO MODELS")  # the demo models' files say what they are
-    assert len(summary) == 1 + 11 and all(line.endswith("unscored") for line in summary[1:])
+    assert len(summary) == 1 + 11 and all(line.endswith("\tunscored\t0") for line in summary[1:])
     assert "no stop-free frame" in caplog.text
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 import time
@@ -17,7 +18,17 @@ from sqlalchemy import func, select, update
 
 from virnucpro_worker.errors import UserError
 from virnucpro_worker.interfaces.cli import main
-from virnucpro_worker.pipeline.outputs import HIGHEST_SCORE_FILE, PREDICTIONS_FILE, SUMMARY_FILE
+from virnucpro_worker.pipeline.multiqc import CALLS_FILE, GENERAL_STATS_FILE
+from virnucpro_worker.pipeline.outputs import (
+    HIGHEST_SCORE_FILE,
+    PREDICTIONS_FILE,
+    REGIONS_BED_FILE,
+    REGIONS_GFF3_FILE,
+    RUN_FILE,
+    SUMMARY_FILE,
+)
+from virnucpro_worker.pipeline.regions import RegionRule
+from virnucpro_worker.pipeline.report import PROVENANCE_END, PROVENANCE_START, REPORT_FILE
 from virnucpro_worker.queue import messages
 from virnucpro_worker.queue.client import Client
 from virnucpro_worker.settings import Settings
@@ -25,7 +36,15 @@ from virnucpro_worker.store.models import FramePrediction, Shard
 from virnucpro_worker.store.store import Store
 
 DEMO_INPUT = Path(__file__).parents[1] / "examples" / "demo_contigs.fa"
-RESULTS = (PREDICTIONS_FILE, HIGHEST_SCORE_FILE, SUMMARY_FILE)
+RESULTS = (
+    PREDICTIONS_FILE,
+    HIGHEST_SCORE_FILE,
+    SUMMARY_FILE,
+    REGIONS_BED_FILE,
+    REGIONS_GFF3_FILE,
+    GENERAL_STATS_FILE,
+    CALLS_FILE,
+)
 BLOCK_BASES = 4000  # small blocks: the demo input makes several shards
 FAST = {"lease_seconds": 3, "heartbeat_seconds": 0.5}
 DEMO_QUEUE = "virnucpro-500-demo"
@@ -58,16 +77,41 @@ def service(redis_server, database_url, demo_models):
     service.workers.stop()
 
 
-def in_process(demo_models: DemoModels, source: Path, out: Path, monkeypatch) -> Path:
+def in_process(demo_models: DemoModels, source: Path, out: Path, monkeypatch, *extra: str) -> Path:
     monkeypatch.setenv("VIRNUCPRO_BLOCK_BASES", str(BLOCK_BASES))
     options = ["--chunk-size", "500", "--out", str(out), "--no-progress", *model_args(demo_models)]
+    options += extra
     assert main(["predict", str(source), *options]) == 0
     return out
+
+
+def without_provenance(report: Path) -> str:
+    """report.html less its provenance panel (run.json's content, which names the job)."""
+    page = report.read_text()
+    return page[: page.index(PROVENANCE_START)] + page[page.index(PROVENANCE_END) :]
 
 
 def assert_same_results(a: Path, b: Path) -> None:
     for name in RESULTS:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    assert without_provenance(a / REPORT_FILE) == without_provenance(b / REPORT_FILE)
+
+
+def test_a_jobs_region_rule_reaches_its_workers(service, demo_models, tmp_path, monkeypatch):
+    rule = RegionRule(min_chunks=1, max_gap=3)
+    job = service.client.submit(DEMO_INPUT, 500, demo=True, regions=rule)
+    service.workers.run_burst()
+    service.client.write_outputs(job, tmp_path / "queue")
+    options = ("--region-min-chunks", "1", "--region-max-gap", "3")
+    local = in_process(demo_models, DEMO_INPUT, tmp_path / "local", monkeypatch, *options)
+    assert_same_results(tmp_path / "queue", local)
+    default = in_process(demo_models, DEMO_INPUT, tmp_path / "default", monkeypatch)
+    assert (local / REGIONS_BED_FILE).read_bytes() != (default / REGIONS_BED_FILE).read_bytes()
+    for folder in (tmp_path / "queue", local):
+        run = json.loads((folder / RUN_FILE).read_text())
+        assert run["region_rule"] == rule.to_json()
+        regions = (folder / REGIONS_BED_FILE).read_text().splitlines()
+        assert run["counts"]["viral_regions"] == len(regions) > 0
 
 
 def many_contigs(

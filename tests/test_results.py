@@ -14,11 +14,14 @@ from hypothesis import strategies as st
 
 from virnucpro_worker.errors import UserError
 from virnucpro_worker.pipeline.calls import chunk_is_virus, frame_label, record_call
+from virnucpro_worker.pipeline.multiqc import CALLS_FILE, GENERAL_STATS_FILE
 from virnucpro_worker.pipeline.outputs import (
     DEMO_BANNER,
     DEMO_NOTICE_FILE,
     HIGHEST_SCORE_FILE,
     PREDICTIONS_FILE,
+    REGIONS_BED_FILE,
+    REGIONS_GFF3_FILE,
     RUN_FILE,
     SUMMARY_FILE,
     SUMMARY_HEADER,
@@ -28,12 +31,23 @@ from virnucpro_worker.pipeline.outputs import (
     read_prediction_results,
     write_highest_scores,
 )
+from virnucpro_worker.pipeline.report import REPORT_FILE
 from virnucpro_worker.pipeline.results import BlockResult, block_result
 from virnucpro_worker.sequences.prepare import PreparedBlock, RecordInfo
 from virnucpro_worker.sequences.translation import KeptFrame
 
 VANILLA = Path(__file__).parent / "data" / "vanilla_500"
-RESULT_FILES = {PREDICTIONS_FILE, HIGHEST_SCORE_FILE, SUMMARY_FILE, RUN_FILE}
+RESULT_FILES = {
+    PREDICTIONS_FILE,
+    HIGHEST_SCORE_FILE,
+    SUMMARY_FILE,
+    REGIONS_BED_FILE,
+    REGIONS_GFF3_FILE,
+    GENERAL_STATS_FILE,
+    CALLS_FILE,
+    REPORT_FILE,
+    RUN_FILE,
+}
 
 
 def kept(frame_id: str) -> KeptFrame:
@@ -45,7 +59,7 @@ def kept(frame_id: str) -> KeptFrame:
 def result(records: list[RecordInfo], frame_ids: list[str], *scores, first=0) -> BlockResult:
     prepared = PreparedBlock(records, [""] * len(records), frames=[kept(f) for f in frame_ids])
     values = np.array(scores, dtype=np.float32).reshape(len(frame_ids), 2)
-    return block_result(prepared, values, first)
+    return block_result(prepared, values, first, 500)
 
 
 def write(out_dir: Path, *blocks: BlockResult, demo: bool = False) -> ResultWriter:
@@ -213,10 +227,10 @@ def test_summary_rows(tmp_path: Path) -> None:
     writer = write(tmp_path, result(records, frames, *values))
     assert lines(tmp_path / SUMMARY_FILE) == [
         SUMMARY_HEADER,
-        "viral\t1200\t3\t3\t2\t0.99\t0.5000\tvirus",
-        "empty\t500\t1\t0\t0\t\t\tunscored",
-        "host\t1000\t2\t1\t1\t0.05\t0.0000\tothers",
-        "half\t1000\t2\t2\t2\t0.8\t0.5000\tvirus",
+        "viral\t1200\t3\t3\t2\t0.99\t0.5000\tvirus\t0",
+        "empty\t500\t1\t0\t0\t\t\tunscored\t0",
+        "host\t1000\t2\t1\t1\t0.05\t0.0000\tothers\t0",
+        "half\t1000\t2\t2\t2\t0.8\t0.5000\tvirus\t0",
     ]
     assert SUMMARY_HEADER.split("\t") == [
         "record_id",
@@ -227,6 +241,7 @@ def test_summary_rows(tmp_path: Path) -> None:
         "max_virus_score",
         "viral_chunk_fraction",
         "call",
+        "viral_regions",
     ]
     assert counts(writer) == (4, 8, 6, 5, 2)
 
@@ -287,7 +302,9 @@ def test_files_appear_only_when_the_writer_commits(tmp_path: Path) -> None:
 def test_inconsistent_blocks_are_rejected(tmp_path: Path) -> None:
     record = [RecordInfo("s", 500, 1)]
     with pytest.raises(ValueError, match="scores"):
-        block_result(PreparedBlock(record, [""], frames=[kept("s_chunk_1F1")]), np.zeros((2, 2)), 0)
+        block_result(
+            PreparedBlock(record, [""], frames=[kept("s_chunk_1F1")]), np.zeros((2, 2)), 0, 500
+        )
     with pytest.raises(ValueError, match="no record"):
         result(record, ["t_chunk_1F1"], (0.4, 0.6))
     with pytest.raises(ValueError, match="two blocks"), ResultWriter(tmp_path) as writer:

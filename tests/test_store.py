@@ -13,23 +13,43 @@ from sqlalchemy import func, select
 import virnucpro_worker
 from virnucpro_worker.errors import UserError
 from virnucpro_worker.interfaces.cli import main
+from virnucpro_worker.pipeline.multiqc import CALLS_FILE, GENERAL_STATS_FILE
 from virnucpro_worker.pipeline.outputs import (
     HIGHEST_SCORE_FILE,
     PREDICTIONS_FILE,
+    REGIONS_BED_FILE,
+    REGIONS_GFF3_FILE,
     RUN_FILE,
     SUMMARY_FILE,
     VIRAL_FASTA_FILE,
 )
+from virnucpro_worker.pipeline.report import REPORT_FILE
 from virnucpro_worker.sequences.fasta import read_fasta
 from virnucpro_worker.store import schema
 from virnucpro_worker.store.engine import make_engine, sqlite_file
 from virnucpro_worker.store.jobs import InputFile
-from virnucpro_worker.store.models import ChunkPrediction, FramePrediction, RecordPrediction
+from virnucpro_worker.store.models import (
+    ChunkPrediction,
+    FramePrediction,
+    RecordPrediction,
+    RegionPrediction,
+)
 from virnucpro_worker.store.results import read_blocks
 from virnucpro_worker.store.store import Store
 
 DEMO_INPUT = Path(__file__).parents[1] / "examples" / "demo_contigs.fa"
-FILES = (PREDICTIONS_FILE, HIGHEST_SCORE_FILE, SUMMARY_FILE, RUN_FILE, VIRAL_FASTA_FILE)
+FILES = (
+    PREDICTIONS_FILE,
+    HIGHEST_SCORE_FILE,
+    SUMMARY_FILE,
+    REGIONS_BED_FILE,
+    REGIONS_GFF3_FILE,
+    GENERAL_STATS_FILE,
+    CALLS_FILE,
+    REPORT_FILE,
+    RUN_FILE,
+    VIRAL_FASTA_FILE,
+)
 PARAMETERS = {
     "chunk_size": 500,
     "attention": "flash-varlen",
@@ -102,6 +122,8 @@ def test_the_prediction_read_back_equals_the_api(demo_models, database_url, tmp_
     direct = virnucpro_worker.load_models(models=demo_models.folder).predict(DEMO_INPUT, 500)
     assert stored.frames == direct.frames
     assert stored.chunks == direct.chunks and stored.records == direct.records
+    assert stored.regions == direct.regions and stored.regions  # the demo input has some
+    assert sum(r.viral_regions for r in stored.records) == len(stored.regions)
 
 
 def _blocks(demo_models: DemoModels, first_index: int = 0):
@@ -122,11 +144,11 @@ def _new_job(store: Store, shard_chunks: int | None = None) -> int:
     )
 
 
-def _counts(store: Store, job_id: int) -> tuple[int, int, int]:
+def _counts(store: Store, job_id: int) -> tuple[int, int, int, int]:
     with store.session() as session:
         return tuple(
             session.scalar(select(func.count()).select_from(table).where(table.job_id == job_id))
-            for table in (FramePrediction, ChunkPrediction, RecordPrediction)
+            for table in (FramePrediction, ChunkPrediction, RecordPrediction, RegionPrediction)
         )
 
 
@@ -137,13 +159,17 @@ def test_writing_the_same_shard_twice_leaves_one_row_per_frame(demo_models, data
     for _ in range(2):
         for block in blocks:
             store.write_block(job, block)
-    expected = (sum(len(b.frames) for b in blocks), sum(len(b.chunks) for b in blocks), 24)
+    expected = (
+        sum(len(b.frames) for b in blocks),
+        sum(len(b.chunks) for b in blocks),
+        24,
+        sum(len(b.regions) for b in blocks),
+    )
     assert _counts(store, job) == expected
     with store.engine.connect() as connection:
-        back = [
-            f for block in read_blocks(connection, job, records_per_block=5) for f in block.frames
-        ]
-    assert back == [f for b in blocks for f in b.frames]
+        back = list(read_blocks(connection, job, records_per_block=5))
+    assert [f for b in back for f in b.frames] == [f for b in blocks for f in b.frames]
+    assert [r for b in back for r in b.regions] == [r for b in blocks for r in b.regions]
 
 
 def _write_blocks(url: str, job_id: int, blocks: list, repeats: int) -> None:
@@ -178,7 +204,7 @@ def test_two_processes_write_different_shards_of_one_job_at_once(demo_models, da
         assert writer.exitcode == 0
     written = [b for half in halves for b in half]
     expected = (sum(len(b.frames) for b in written), sum(len(b.chunks) for b in written))
-    expected += (sum(len(b.records) for b in written),)
+    expected += (sum(len(b.records) for b in written), sum(len(b.regions) for b in written))
     assert _counts(store, job) == expected
 
 

@@ -105,6 +105,7 @@ def main(tool_xml: str) -> int:
                 "models": Selected("set", fields),
                 "attention": "flash-varlen",
                 "viral_fasta": Boolean(False),
+                "regions": {"min_chunks": "2", "max_gap": "1"},
                 "advanced": {"dtype": "default", "device": "auto"},
             }
             context.update(params)
@@ -144,11 +145,14 @@ def main(tool_xml: str) -> int:
                 print(f"  PASS {name}")
 
         def argv(words: str) -> list[str]:
-            """Expected arguments; M300 and M500 stand for the model options of each size."""
+            """Expected arguments; M300 and M500 stand for the model options of each size, R
+            for the default region options."""
             out: list[str] = []
             for word in words.split():
                 if word in ("M300", "M500"):
                     out += [*models, "--classifier", fields[f"classifier_{word[1:]}"]]
+                elif word == "R":
+                    out += ["--region-min-chunks", "2", "--region-max-gap", "1"]
                 else:
                     out.append(word)
             return out
@@ -158,7 +162,7 @@ def main(tool_xml: str) -> int:
             {"chunk_size": "300", "viral_fasta": Boolean(True)},
             {},
             argv(
-                "predict input.fasta.gz --chunk-size 300 --out out M300 --attention flash-varlen"
+                "predict input.fasta.gz --chunk-size 300 --out out M300 --attention flash-varlen R"
                 " --viral-fasta --workers 1 --no-progress"
             ),
             ext="fasta.gz",
@@ -168,7 +172,7 @@ def main(tool_xml: str) -> int:
             {"attention": "v1-bmm"},
             {"GALAXY_SLOTS": "4", "VIRNUCPRO_DEVICE": "cuda:1"},
             argv(
-                "predict input.fastqsanger --chunk-size 500 --out out M500 --attention v1-bmm"
+                "predict input.fastqsanger --chunk-size 500 --out out M500 --attention v1-bmm R"
                 " --device cuda:1 --workers 4 --no-progress"
             ),
             ext="fastqsanger",
@@ -178,7 +182,7 @@ def main(tool_xml: str) -> int:
             {"advanced": {"dtype": "bf16", "device": "cpu"}},
             {"VIRNUCPRO_DEVICE": "cuda"},
             argv(
-                "predict input.fasta --chunk-size 500 --out out M500 --attention flash-varlen"
+                "predict input.fasta --chunk-size 500 --out out M500 --attention flash-varlen R"
                 " --device cpu --dtype bf16 --workers 1 --no-progress"
             ),
         )
@@ -193,7 +197,16 @@ def main(tool_xml: str) -> int:
             },
             argv(
                 "submit input.fasta --chunk-size 500 --wait --out out M500"
-                " --attention flash-varlen --viral-fasta"
+                " --attention flash-varlen R --viral-fasta"
+            ),
+        )
+        case(
+            "region options chosen by the user",
+            {"regions": {"min_chunks": "1", "max_gap": "0"}},
+            {},
+            argv(
+                "predict input.fasta --chunk-size 500 --out out M500 --attention flash-varlen"
+                " --region-min-chunks 1 --region-max-gap 0 --workers 1 --no-progress"
             ),
         )
         case(
@@ -201,7 +214,7 @@ def main(tool_xml: str) -> int:
             {},
             {"VIRNUCPRO_REDIS_URL": "redis://127.0.0.1:6390/0"},
             argv(
-                "predict input.fasta --chunk-size 500 --out out M500 --attention flash-varlen"
+                "predict input.fasta --chunk-size 500 --out out M500 --attention flash-varlen R"
                 " --workers 1 --no-progress"
             ),
         )

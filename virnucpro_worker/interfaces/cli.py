@@ -25,6 +25,7 @@ from typing import Any, NoReturn
 from .. import __version__
 from ..errors import InputError, UserError, first_line
 from ..files import NewPaths, check_writable_file, check_writable_folder, sha256_of
+from ..pipeline.regions import RegionRule
 from ..redact import redact_passwords
 from ..sequences.chunking import CHUNK_SIZES
 from ..sequences.fasta import InputLimits, check_input_file
@@ -190,6 +191,8 @@ def _predict(args: argparse.Namespace) -> int:
                     block_bases=settings.block_bases,
                     input_info=info,
                     extra=extra,
+                    regions=region_rule(args),
+                    embeddings=args.embeddings,
                 )
         except BaseException as error:
             if recorder:
@@ -219,6 +222,7 @@ class JobRecorder:
             "attention": self.settings.attention,
             "block_bases": self.settings.block_bases,
             "models": self.settings.model_request(),
+            "region_rule": region_rule(self.args).to_json(),
         }
         self.job_id = self.store.create_job(
             read_fasta(path, self.settings.limits),
@@ -421,6 +425,7 @@ def _submit(args: argparse.Namespace) -> int:
             models=models,
             shard_chunks=args.shard_chunks,
             label=args.label,
+            regions=region_rule(args),
         )
     keep_database(client.store.url, args.new_paths)
     print(job_id, flush=True)
@@ -664,6 +669,28 @@ def add_global_options(parser: argparse.ArgumentParser, default: Any = None) -> 
     loudness.add_argument("-q", "--quiet", help="warnings and errors only", **flag)
 
 
+def add_region_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("viral regions (docs/ALGORITHM.md 10)")
+    group.add_argument(
+        "--region-min-chunks",
+        type=_positive,
+        default=RegionRule.min_chunks,
+        metavar="N",
+        help="viral chunks a region must hold (default: %(default)s)",
+    )
+    group.add_argument(
+        "--region-max-gap",
+        type=_non_negative,
+        default=RegionRule.max_gap,
+        metavar="N",
+        help="non-viral or unscored chunks bridged between viral ones (default: %(default)s)",
+    )
+
+
+def region_rule(args: argparse.Namespace) -> RegionRule:
+    return RegionRule(args.region_min_chunks, args.region_max_gap)
+
+
 def add_chunk_size(parser: argparse.ArgumentParser, default: int | None = None) -> None:
     parser.add_argument(
         "--chunk-size",
@@ -713,7 +740,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also write the original's chunk and frame files and STEM_merged.pt",
     )
+    predict.add_argument(
+        "--embeddings",
+        nargs="?",
+        const="float32",
+        choices=("float16", "float32"),
+        help="also write embeddings.safetensors: every kept frame's DNABERT-S and ESM-2 "
+        "features, in this dtype (default float32)",
+    )
     predict.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_region_options(predict)
     predict.add_argument(
         "--db",
         dest="database_url",
@@ -791,6 +827,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--viral-fasta", action="store_true", help="with --out: also write viral_sequences.fa"
     )
     submit.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_region_options(submit)
     add_service_options(submit)
     submit.set_defaults(run=_submit)
 

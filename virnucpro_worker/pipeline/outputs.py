@@ -2,13 +2,15 @@
 
 `prediction_results.txt` and `prediction_results_highestscore.csv` keep the original tool's exact
 format (docs/ALGORITHM.md 8) so that existing downstream parsers keep working;
-`sequence_summary.tsv`, `run.json` and `viral_sequences.fa` are ours. A run's files appear
-together, and only when it succeeds (files.StagedFolder).
+`sequence_summary.tsv`, `run.json`, `viral_regions.bed`, `viral_regions.gff3` and
+`viral_sequences.fa` are ours. A run's files appear together, and only when it succeeds
+(files.StagedFolder).
 """
 
 from __future__ import annotations
 
 import json
+import string
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -22,7 +24,11 @@ from ..errors import UserError
 from ..files import StagedFolder
 from ..sequences.prepare import PreparedFiles, chunk_text, frame_texts, wrapped
 from ..sequences.translation import KeptFrame
-from .calls import VIRUS, chunk_is_virus, chunk_maxima
+from .calls import UNSCORED, VIRUS, chunk_is_virus, chunk_maxima
+from .embeddings import EMBEDDINGS_FILE, EmbeddingRecorder, FrameEmbeddings, embeddings_metadata
+from .multiqc import CALLS_FILE, GENERAL_STATS_FILE, multiqc_files
+from .regions import ViralRegion
+from .report import REPORT_FILE, ReportBuilder
 from .results import BlockResult, FrameScore, RecordSummary
 
 PREDICTIONS_FILE = "prediction_results.txt"
@@ -30,10 +36,22 @@ HIGHEST_SCORE_FILE = "prediction_results_highestscore.csv"
 SUMMARY_FILE = "sequence_summary.tsv"
 RUN_FILE = "run.json"
 VIRAL_FASTA_FILE = "viral_sequences.fa"
+REGIONS_BED_FILE = "viral_regions.bed"
+REGIONS_GFF3_FILE = "viral_regions.gff3"
 DEMO_NOTICE_FILE = "DEMO_MODELS_PREDICTIONS_ARE_MEANINGLESS.txt"
 # Names every predict run owns in its folder, whether or not this run writes them.
-RESULT_FILES = (PREDICTIONS_FILE, HIGHEST_SCORE_FILE, SUMMARY_FILE, VIRAL_FASTA_FILE)
-OWNED_FILES = (*RESULT_FILES, DEMO_NOTICE_FILE, RUN_FILE)
+RESULT_FILES = (
+    PREDICTIONS_FILE,
+    HIGHEST_SCORE_FILE,
+    SUMMARY_FILE,
+    REGIONS_BED_FILE,
+    REGIONS_GFF3_FILE,
+    GENERAL_STATS_FILE,
+    CALLS_FILE,
+    REPORT_FILE,
+    VIRAL_FASTA_FILE,
+)
+OWNED_FILES = (*RESULT_FILES, EMBEDDINGS_FILE, DEMO_NOTICE_FILE, RUN_FILE)
 
 PREDICTIONS_HEADER = "Sequence_ID\tPrediction\tscore1\tscore2"
 HIGHEST_SCORE_HEADER = "Modified_ID\tIs_Virus"
@@ -46,6 +64,7 @@ SUMMARY_COLUMNS = (
     "max_virus_score",
     "viral_chunk_fraction",
     "call",
+    "viral_regions",  # appended last, so that readers of the earlier columns keep working
 )
 SUMMARY_HEADER = "\t".join(SUMMARY_COLUMNS)
 DEMO_BANNER = "# DEMO MODELS: predictions are meaningless"
@@ -76,7 +95,57 @@ def summary_line(record: RecordSummary) -> str:
     else:
         scores = ["", ""]
     fields = [record.id, record.length, record.chunks, record.kept_frames, record.scored_chunks]
-    return "\t".join(map(str, [*fields, *scores, record.call])) + "\n"
+    return "\t".join(map(str, [*fields, *scores, record.call, record.viral_regions])) + "\n"
+
+
+# The viral region files, BED and GFF3 (docs/ALGORITHM.md 10).
+GFF3_HEADER = "##gff-version 3"
+GFF3_SOURCE = "VirNucPro"
+GFF3_TYPE = "region"  # SO:0000001; the attributes say what kind
+# GFF3's seqid may hold these unescaped; every other character is %-escaped (GFF3 spec).
+_SEQID_SAFE = frozenset(string.ascii_letters + string.digits + ".:^*$@!+_?-|")
+# Characters with a meaning in GFF3's column 9, %-escaped in attribute values.
+_ATTRIBUTE_RESERVED = frozenset(";=&,%")
+
+
+def _percent(character: str) -> str:
+    return "".join(f"%{byte:02X}" for byte in character.encode())
+
+
+def gff3_seqid(record_id: str) -> str:
+    return "".join(c if c in _SEQID_SAFE else _percent(c) for c in record_id)
+
+
+def gff3_value(text: str) -> str:
+    return "".join(_percent(c) if c in _ATTRIBUTE_RESERVED else c for c in text)
+
+
+def bed_line(region: ViralRegion) -> str:
+    """BED6: 0-based half-open bases; the score is the mean P(virus) x 1000, as BED wants
+    an integer from 0 to 1000; no strand (frames of both strands vote)."""
+    score = round(region.mean_virus_score * 1000)
+    return f"{region.record_id}\t{region.start}\t{region.end}\t{region.id}\t{score}\t.\n"
+
+
+def gff3_lines(region: ViralRegion) -> str:
+    """The region as a GFF3 feature (1-based, closed), preceded by its record's
+    ##sequence-region pragma when it is the record's first region."""
+    seqid = gff3_seqid(region.record_id)
+    attributes = {
+        "ID": gff3_value(region.id),
+        "Name": gff3_value(region.id),
+        "chunks": f"{region.first_chunk}-{region.last_chunk}",
+        "viral_chunks": str(region.viral_chunks),
+        "scored_chunks": str(region.scored_chunks),
+        "mean_virus_score": format_score(region.mean_virus_score),
+        "max_virus_score": format_score(region.max_virus_score),
+        "record_fraction": f"{region.record_fraction:.4f}",
+    }
+    column9 = ";".join(f"{key}={value}" for key, value in attributes.items())
+    fields = [seqid, GFF3_SOURCE, GFF3_TYPE, region.start + 1, region.end]
+    feature = "\t".join(map(str, [*fields, format_score(region.mean_virus_score), ".", "."]))
+    pragma = f"##sequence-region {seqid} 1 {region.record_length}\n" if region.number == 1 else ""
+    return f"{pragma}{feature}\t{column9}\n"
 
 
 def write_highest_scores(handle: TextIO, calls: Iterable[tuple[str, bool]]) -> None:
@@ -106,7 +175,8 @@ class ResultWriter:
     Call `add` once per block result, in input order, then `commit` with the run's provenance.
     Per-frame and per-record rows stream out; only the per-chunk calls are kept, because the
     highest-score file is sorted by chunk id over the whole input. The counters (records,
-    chunks, frames, scored_chunks, viral_chunks) are what the files hold.
+    chunks, frames, scored_chunks, viral_chunks, viral_records, unscored_records, regions) are
+    what the files hold.
     """
 
     def __init__(
@@ -116,15 +186,21 @@ class ResultWriter:
         demo: bool = False,
         viral_fasta: bool = False,
         intermediates: tuple[str, int] | None = None,
+        embeddings: tuple[str, int] | None = None,
     ) -> None:
-        """`intermediates`: (stem, chunk size) to also write the original's intermediates."""
+        """`intermediates`: (stem, chunk size) to also write the original's intermediates;
+        `embeddings`: (dtype, DNABERT-S width) to also write embeddings.safetensors."""
         self.demo, self.viral_fasta = demo, viral_fasta
         self.staged = StagedFolder(Path(out_dir), RUN_FILE)
         self.intermediates = intermediates
         self._chunk_calls: dict[str, bool] = {}
-        self.records = self.chunks = self.frames = self.viral_chunks = 0
+        self.records = self.chunks = self.frames = self.viral_chunks = self.regions = 0
+        self.viral_records = self.unscored_records = 0
         self._files: dict[str, TextIO] = {}
         self._merged: _MergedFeatures | None = None
+        self._embeddings: EmbeddingRecorder | None = None
+        self._embeddings_options = embeddings
+        self._report = ReportBuilder()
 
     @property
     def scored_chunks(self) -> int:
@@ -132,18 +208,23 @@ class ResultWriter:
 
     def __enter__(self) -> ResultWriter:
         self.staged.__enter__()
-        names = [PREDICTIONS_FILE, SUMMARY_FILE]
+        names = [PREDICTIONS_FILE, SUMMARY_FILE, REGIONS_BED_FILE, REGIONS_GFF3_FILE]
         if self.viral_fasta:
             names.append(VIRAL_FASTA_FILE)
         if self.intermediates:
             prepared, merged = intermediate_files(*self.intermediates)
             names += [prepared.chunks.name, prepared.nucleotide.name, prepared.protein.name]
             self._merged = _MergedFeatures(self.staged.file(merged))
+        if self._embeddings_options:
+            dtype, nucleotide_width = self._embeddings_options
+            folder = self.staged.file(EMBEDDINGS_FILE).parent
+            self._embeddings = EmbeddingRecorder(folder, dtype, nucleotide_width)
         self._files = {name: self.staged.open(name) for name in names}
         self._files[PREDICTIONS_FILE].write(PREDICTIONS_HEADER + "\n")
         if self.demo:
             self._files[SUMMARY_FILE].write(DEMO_BANNER + "\n")
         self._files[SUMMARY_FILE].write(SUMMARY_HEADER + "\n")
+        self._files[REGIONS_GFF3_FILE].write(GFF3_HEADER + "\n")
         return self
 
     def __exit__(
@@ -156,6 +237,8 @@ class ResultWriter:
             handle.close()
         if self._merged is not None:
             self._merged.close()
+        if self._embeddings is not None:
+            self._embeddings.close()
         self.staged.__exit__(exc_type, exc, traceback)
 
     def add(self, block: BlockResult) -> None:
@@ -164,6 +247,8 @@ class ResultWriter:
             raise RuntimeError("ResultWriter.add needs an open writer (use it with `with`)")
         self._files[PREDICTIONS_FILE].writelines(map(prediction_line, block.frames))
         self._files[SUMMARY_FILE].writelines(map(summary_line, block.records))
+        self._files[REGIONS_BED_FILE].writelines(map(bed_line, block.regions))
+        self._files[REGIONS_GFF3_FILE].writelines(map(gff3_lines, block.regions))
         for call in block.chunks:
             # A block holds whole records, so a chunk's frames never span two blocks; if they
             # did, its call would have been made on part of its frames.
@@ -172,10 +257,16 @@ class ResultWriter:
             self._chunk_calls[call.id] = call.is_virus
         self.viral_chunks += sum(call.is_virus for call in block.chunks)
         self.records += len(block.records)
+        self.viral_records += sum(record.call == VIRUS for record in block.records)
+        self.unscored_records += sum(record.call == UNSCORED for record in block.records)
+        self.regions += len(block.regions)
         self.chunks += sum(record.chunks for record in block.records)
         self.frames += len(block.frames)
         if self.viral_fasta:
             self._write_viral(block)
+        if self._embeddings is not None:
+            self._embeddings.add_keys(block.frames)
+        self._report.add(block)
         if self.intermediates:
             self._write_intermediates(block)
 
@@ -198,16 +289,39 @@ class ResultWriter:
         self._files[prepared.protein.name].write(protein)
 
     def add_features(self, frames: Sequence[KeptFrame], features: torch.Tensor) -> None:
-        """The merged features of `frames` (for `STEM_merged.pt`), as the stream computes them."""
+        """The merged features of `frames` (for `STEM_merged.pt` and embeddings.safetensors),
+        as the stream computes them, before the block that holds them is added."""
         if self._merged is not None:
             self._merged.add(frames, features)
+        if self._embeddings is not None:
+            self._embeddings.add_features(features)
+
+    def add_embeddings(self, embeddings: FrameEmbeddings) -> None:
+        """Features already computed (a `Prediction`'s), in the order of the frames added."""
+        if self._embeddings is not None:
+            both = np.hstack([embeddings.dnabert_s, embeddings.esm2])
+            self._embeddings.add_features(torch.from_numpy(both))
+
+    def counts(self) -> dict[str, int]:
+        """What the files written so far hold (the MultiQC files report these)."""
+        return {
+            "records": self.records,
+            "viral_records": self.viral_records,
+            "unscored_records": self.unscored_records,
+            "scored_chunks": self.scored_chunks,
+            "viral_chunks": self.viral_chunks,
+            "viral_regions": self.regions,
+        }
 
     def commit(self, run: dict) -> None:
         """Finish every file, write `run` as run.json (with the list of outputs), and move
         them all into the output folder."""
         with self.staged.open(HIGHEST_SCORE_FILE) as handle:
             write_highest_scores(handle, sorted(self._chunk_calls.items()))
-        names = [*self._files, HIGHEST_SCORE_FILE, RUN_FILE]
+        for name, text in multiqc_files(run, self.counts()).items():
+            self.staged.file(name).write_text(text)
+        names = [*self._files, HIGHEST_SCORE_FILE, GENERAL_STATS_FILE, CALLS_FILE]
+        names += [REPORT_FILE, RUN_FILE]
         for handle in self._files.values():
             handle.close()
         if self.demo:
@@ -215,7 +329,12 @@ class ResultWriter:
             names.append(DEMO_NOTICE_FILE)
         if self._merged is not None:
             names.append(self._merged.save())
+        if self._embeddings is not None:
+            metadata = embeddings_metadata(run, self._embeddings.dtype.name)
+            self._embeddings.save(self.staged.file(EMBEDDINGS_FILE), metadata)
+            names.append(EMBEDDINGS_FILE)
         run["outputs"] = sorted(names)
+        self.staged.file(REPORT_FILE).write_text(self._report.render(run))
         with self.staged.open(RUN_FILE) as handle:
             handle.write(run_json_text(run))
         self.staged.commit(names, owned=OWNED_FILES)

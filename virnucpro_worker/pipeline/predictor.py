@@ -23,6 +23,7 @@ from ..sequences.sources import Source, records_of
 from ..sequences.translation import KeptFrame
 from ..timing import Stopwatch
 from .prediction import Prediction, predict
+from .regions import RegionRule
 from .stream import FRAMES_PER_STEP, StreamProgress, predict_stream
 
 if TYPE_CHECKING:
@@ -149,9 +150,13 @@ class Predictor:
             )
         return self.models.classifiers[chunk_size]
 
+    @property
+    def feature_widths(self) -> tuple[int, int]:
+        """(DNABERT-S, ESM-2) widths of a frame's features: (768, 2560) for the published set."""
+        return self.models.dnabert.module.config.hidden_size, self.models.esm.module.embed_dim
+
     def _check_dimensions(self) -> None:
-        nucleotide = self.models.dnabert.module.config.hidden_size
-        protein = self.models.esm.module.embed_dim
+        nucleotide, protein = self.feature_widths
         for classifier in self.models.classifiers.values():
             expected = classifier.module.hidden_layer.in_features
             if nucleotide + protein != expected:
@@ -170,8 +175,18 @@ class Predictor:
         """float32 [N, 2]: (P(others), P(virus)) by the classifier for `chunk_size`."""
         return predict_scores(self.classifier_for(chunk_size).module, features)
 
-    def predict(self, source: Source, chunk_size: int = 500) -> Prediction:
-        return predict(self, source, chunk_size)
+    def predict(
+        self,
+        source: Source,
+        chunk_size: int = 500,
+        *,
+        regions: RegionRule = RegionRule(),  # noqa: B008 (frozen: one shared default is safe)
+        embeddings: str | None = None,
+    ) -> Prediction:
+        """Every result of `source` as Python objects; `regions` is the viral-region rule;
+        `embeddings` ("float16" or "float32") also returns every frame's features as arrays
+        (`Prediction.embeddings`), held in memory: 6.5 kB a frame in float16."""
+        return predict(self, source, chunk_size, regions, embeddings)
 
     def predict_stream(
         self,
@@ -179,8 +194,11 @@ class Predictor:
         chunk_size: int = 500,
         *,
         on_progress: Callable[[StreamProgress], None] | None = None,
+        regions: RegionRule = RegionRule(),  # noqa: B008 (frozen: one shared default is safe)
     ) -> Iterator[BlockResult]:
-        return predict_stream(self, records_of(source), chunk_size, on_progress=on_progress)
+        return predict_stream(
+            self, records_of(source), chunk_size, on_progress=on_progress, regions=regions
+        )
 
     def provenance(self, chunk_size: int) -> dict[str, Any]:
         """The run.json entries that say which models, backend, kernels, dtype and device."""

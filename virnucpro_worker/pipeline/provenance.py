@@ -16,6 +16,7 @@ from .. import __version__
 from ..files import sha256_of
 from ..sequences.sources import Source, source_path
 from .outputs import DEMO_WARNING
+from .regions import RegionRule
 from .results import RunTotals
 
 if TYPE_CHECKING:
@@ -85,6 +86,7 @@ def run_record(
     started: str,
     extra: dict[str, Any] | None = None,
     block_bases: int | None = None,
+    region_rule: RegionRule = RegionRule(),  # noqa: B008 (frozen, so one shared default is safe)
 ) -> dict[str, Any]:
     """run.json: what produced the result, from what, when, and what it holds. `extra` holds
     what only the caller knows (the command line and config file, a job id)."""
@@ -98,6 +100,7 @@ def run_record(
         "input": input_info,
         "chunk_size": chunk_size,
         "block_bases": block_bases or predictor.block_bases,
+        "region_rule": region_rule.to_json(),
         **predictor.provenance(chunk_size),
         "counts": totals.counts(),
         "stage_seconds": {name: round(value, 3) for name, value in totals.stage_seconds.items()},

@@ -17,6 +17,7 @@ from ..sequences.chunking import chunk_id
 from ..sequences.prepare import PreparedBlock, RecordInfo
 from ..sequences.translation import KeptFrame, frame_id
 from .calls import VIRUS, chunk_is_virus, chunk_maxima, frame_label, record_call
+from .regions import RegionRule, ViralRegion, record_regions
 
 
 @dataclass(slots=True)  # not frozen: frozen ones take five times longer to build
@@ -74,6 +75,7 @@ class RecordSummary:
     max_virus_score: float | None  # None when no frame was kept
     viral_chunk_fraction: float | None  # viral_chunks / scored_chunks, None when unscored
     call: str  # "virus", "others" or "unscored"
+    viral_regions: int = 0  # regions.record_regions of the record
 
 
 @dataclass(slots=True)
@@ -88,6 +90,7 @@ class BlockResult:
     records: list[RecordSummary]
     chunks: list[ChunkCall]  # scored chunks, in input order
     frames: list[FrameScore]  # kept frames, in input order (chunk, then F1..R3)
+    regions: list[ViralRegion] = field(default_factory=list)  # in input order
     viral_sequences: dict[int, str] | None = None
     prepared: PreparedBlock | None = None
     dropped_codons: int = 0  # codons with N or another IUPAC letter, skipped in kept frames
@@ -162,8 +165,39 @@ def record_summary(index: int, info: RecordInfo, chunks: Sequence[ChunkCall]) ->
     )
 
 
-def block_result(prepared: PreparedBlock, scores: np.ndarray, first_index: int) -> BlockResult:
-    """Apply the call rules to one prepared block and its frames' scores."""
+def block_regions(
+    records: Sequence[RecordSummary],
+    chunks: Sequence[ChunkCall],
+    chunk_size: int,
+    rule: RegionRule,
+) -> list[ViralRegion]:
+    """The viral regions of a block's records; sets each record's `viral_regions` count."""
+    by_record: dict[int, list[ChunkCall]] = {}
+    for call in chunks:
+        by_record.setdefault(call.record, []).append(call)
+    regions = []
+    for record in records:
+        found = record_regions(
+            record.index,
+            record.id,
+            record.length,
+            by_record.get(record.index, []),
+            chunk_size,
+            rule,
+        )
+        record.viral_regions = len(found)
+        regions += found
+    return regions
+
+
+def block_result(
+    prepared: PreparedBlock,
+    scores: np.ndarray,
+    first_index: int,
+    chunk_size: int,
+    rule: RegionRule = RegionRule(),  # noqa: B008 (frozen, so one shared default is safe)
+) -> BlockResult:
+    """Apply the call rules and the region rule to one prepared block and its frames' scores."""
     ordinals = {info.id: first_index + offset for offset, info in enumerate(prepared.records)}
     frames = frame_scores(prepared.frames, scores, ordinals)
     chunks = chunk_calls(frames)
@@ -172,6 +206,7 @@ def block_result(prepared: PreparedBlock, scores: np.ndarray, first_index: int) 
         records=records,
         chunks=chunks,
         frames=frames,
+        regions=block_regions(records, chunks, chunk_size, rule),
         viral_sequences={
             record.index: sequence
             for record, sequence in zip(records, prepared.sequences, strict=True)
@@ -194,6 +229,7 @@ class RunTotals:
     scored_chunks: int = 0
     viral_chunks: int = 0
     viral_records: int = 0
+    viral_regions: int = 0
     rna_records: int = 0
     dropped_codons: int = 0
     stage_seconds: dict[str, float] = field(default_factory=dict)
@@ -206,6 +242,7 @@ class RunTotals:
         self.scored_chunks += len(block.chunks)
         self.viral_chunks += sum(call.is_virus for call in block.chunks)
         self.viral_records += sum(record.call == VIRUS for record in block.records)
+        self.viral_regions += len(block.regions)
         self.rna_records += block.rna_records
         self.dropped_codons += block.dropped_codons
         self.add_seconds(block.stage_seconds)
@@ -223,6 +260,7 @@ class RunTotals:
             "scored_chunks": self.scored_chunks,
             "viral_chunks": self.viral_chunks,
             "viral_records": self.viral_records,
+            "viral_regions": self.viral_regions,
             "rna_records": self.rna_records,
             "dropped_codons": self.dropped_codons,
         }

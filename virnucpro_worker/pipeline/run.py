@@ -13,6 +13,7 @@ from ..sequences.fasta import NO_LIMITS, InputLimits, fasta_stem, read_fasta
 from .outputs import DEMO_WARNING, ResultWriter
 from .predictor import Predictor
 from .provenance import input_description, now, run_record
+from .regions import RegionRule
 from .results import BlockResult, RunTotals
 from .stream import StreamProgress, predict_stream
 
@@ -48,27 +49,37 @@ def predict_file(
     block_bases: int | None = None,
     input_info: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
+    regions: RegionRule = RegionRule(),  # noqa: B008 (frozen, so one shared default is safe)
+    embeddings: str | None = None,
 ) -> dict[str, Any]:
     """Write the result files (outputs.py names them) into `out_dir`, replacing an earlier
     run's; return the run.json content. `on_block` sees each block once it is written (the
     database records it). `input_info` describes the input in run.json (default: the path,
-    size and sha256 of `input_path`); `extra` adds entries to run.json."""
+    size and sha256 of `input_path`); `extra` adds entries to run.json; `regions` is the
+    viral-region rule; `embeddings` a dtype (float16, float32) to also write
+    embeddings.safetensors."""
     started = now()
     if predictor.demo:
         log.warning(DEMO_WARNING)
     _warn_on_size_mismatch(predictor.classifier_for(chunk_size).path, chunk_size)
     intermediates = (fasta_stem(input_path), chunk_size) if keep_intermediate else None
     totals = RunTotals()
+    features = (embeddings, predictor.feature_widths[0]) if embeddings else None
     with ResultWriter(
-        out_dir, demo=predictor.demo, viral_fasta=viral_fasta, intermediates=intermediates
+        out_dir,
+        demo=predictor.demo,
+        viral_fasta=viral_fasta,
+        intermediates=intermediates,
+        embeddings=features,
     ) as writer:
         blocks = predict_stream(
             predictor,
             read_fasta(input_path, limits),
             chunk_size,
             on_progress=on_progress,
-            on_features=writer.add_features if keep_intermediate else None,
+            on_features=writer.add_features if keep_intermediate or embeddings else None,
             block_bases=block_bases,
+            regions=regions,
         )
         for block in blocks:
             start = time.perf_counter()
@@ -82,7 +93,16 @@ def predict_file(
                 "%s: no stop-free frame in any chunk; result files are header-only", input_path
             )
         info = input_info or input_description(input_path)
-        run = run_record(predictor, chunk_size, info, totals, started, extra, block_bases)
+        run = run_record(
+            predictor,
+            chunk_size,
+            info,
+            totals,
+            started,
+            extra,
+            block_bases,
+            region_rule=regions,
+        )
         writer.commit(run)
     return run
 

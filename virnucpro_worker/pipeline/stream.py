@@ -22,6 +22,7 @@ from ..sequences.fasta import FastaRecord
 from ..sequences.prepare import PreparedBlock, prepared_blocks
 from ..sequences.translation import KeptFrame
 from .background import in_background
+from .regions import RegionRule
 from .results import BlockResult, block_result
 
 if TYPE_CHECKING:
@@ -49,11 +50,12 @@ def predict_stream(
     on_features: FeatureSink | None = None,
     first_index: int = 0,
     block_bases: int | None = None,
+    regions: RegionRule = RegionRule(),  # noqa: B008 (frozen, so one shared default is safe)
 ) -> Iterator[BlockResult]:
     """Block results for `records` (already checked, e.g. by sequences.sources.records_of),
     in input order, in blocks of whole records of about `block_bases` (default: the
     predictor's, 2 Mbp unless the settings say otherwise). Record ordinals start
-    at `first_index` (a shard's first record).
+    at `first_index` (a shard's first record); `regions` is the viral-region rule.
 
     `on_progress` is called after each block; `on_features(frames, features)` with each step's
     merged features [frames, 768 + 2560] (DNABERT-S first, as the original), before the block
@@ -71,7 +73,7 @@ def predict_stream(
             steps.append(scores.numpy())
             if on_features is not None:
                 on_features(frames, features)
-        block = block_result(prepared, np.concatenate(steps), index)
+        block = block_result(prepared, np.concatenate(steps), index, chunk_size, regions)
         block.stage_seconds = dict(seconds)
         index += len(block.records)
         done = StreamProgress(

@@ -22,6 +22,7 @@ from ..errors import UserError
 from ..files import sha256_of
 from ..models.model_files import ModelFiles
 from ..pipeline.prediction import Prediction
+from ..pipeline.regions import RegionRule
 from ..sequences.chunking import CHUNK_SIZES
 from ..sequences.fasta import check_input_file
 from ..sequences.sources import Source, records_of, source_path
@@ -79,6 +80,7 @@ class Client:
         models: ModelFiles | None = None,
         shard_chunks: int | None = None,
         label: str | None = None,
+        regions: RegionRule = RegionRule(),  # noqa: B008 (frozen: one shared default is safe)
     ) -> int:
         """Store `source` (a path, a stream or (id, sequence) pairs) as a new job and queue its
         shards; returns the job id. A shard holds whole prediction blocks (settings
@@ -101,6 +103,7 @@ class Client:
             "attention": attention,
             "block_bases": self.settings.block_bases,
             "models": {"sha256": models.fingerprint(chunk_size)} if models else {"demo": demo},
+            "region_rule": regions.to_json(),
         }
         job_id = self.store.create_job(
             records_of(source, self.settings.limits),

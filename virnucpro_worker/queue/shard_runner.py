@@ -22,6 +22,7 @@ import torch
 
 from ..errors import UserError, first_line
 from ..pipeline.provenance import code_version, now, software
+from ..pipeline.regions import RegionRule
 from ..pipeline.results import RunTotals
 from ..pipeline.stream import predict_stream
 from ..settings import Settings
@@ -122,6 +123,7 @@ class ShardRunner:
             chunk_size,
             first_index=claim.first_record,
             block_bases=claim.parameters["block_bases"],
+            regions=RegionRule.from_json(claim.parameters.get("region_rule")),
         )
         for block in blocks:
             still_ours = self._in_session(

@@ -183,6 +183,25 @@ class RecordPrediction(Base):
     call: Mapped[str] = mapped_column(String(8))
 
 
+class RegionPrediction(Base):
+    """A viral region along a record (docs/ALGORITHM.md 10): chunks first..last, bases
+    [start, end) 0-based."""
+
+    __tablename__ = "viral_regions"
+
+    job_id: Mapped[int] = _job_id()
+    record: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)  # 1-based in its record
+    first_chunk: Mapped[int] = mapped_column(Integer)
+    last_chunk: Mapped[int] = mapped_column(Integer)
+    start: Mapped[int] = mapped_column(BigInteger)
+    end: Mapped[int] = mapped_column(BigInteger)
+    viral_chunks: Mapped[int] = mapped_column(Integer)
+    scored_chunks: Mapped[int] = mapped_column(Integer)
+    mean_virus_score: Mapped[float] = mapped_column(REAL)
+    max_virus_score: Mapped[float] = mapped_column(REAL)
+
+
 class Provenance(Base):
     """The run.json a job's files hold, as its exact text."""
 

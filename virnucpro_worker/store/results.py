@@ -14,13 +14,15 @@ from collections.abc import Iterator
 import numpy as np
 from sqlalchemy import Connection, delete, select
 
+from ..pipeline.regions import ViralRegion
 from ..pipeline.results import BlockResult, ChunkCall, FrameScore, RecordSummary
 from .bulk import insert_rows
-from .models import ChunkPrediction, FramePrediction, RecordPrediction
+from .models import ChunkPrediction, FramePrediction, RecordPrediction, RegionPrediction
 
 FRAMES = FramePrediction.__table__
 CHUNKS = ChunkPrediction.__table__
 RECORDS = RecordPrediction.__table__
+REGIONS = RegionPrediction.__table__
 
 
 def write_block(connection: Connection, job_id: int, block: BlockResult) -> None:
@@ -28,7 +30,7 @@ def write_block(connection: Connection, job_id: int, block: BlockResult) -> None
     if not block.records:
         return
     first, last = block.records[0].index, block.records[-1].index
-    for table in (FRAMES, CHUNKS, RECORDS):
+    for table in (FRAMES, CHUNKS, RECORDS, REGIONS):
         connection.execute(
             delete(table).where(
                 table.c.job_id == job_id, table.c.record >= first, table.c.record <= last
@@ -37,6 +39,7 @@ def write_block(connection: Connection, job_id: int, block: BlockResult) -> None
     insert_rows(connection, FRAMES, _frame_rows(job_id, block.frames))
     insert_rows(connection, CHUNKS, _chunk_rows(job_id, block.chunks))
     insert_rows(connection, RECORDS, _record_rows(job_id, block.records))
+    insert_rows(connection, REGIONS, _region_rows(job_id, block.regions))
 
 
 def _frame_rows(job_id: int, frames: list[FrameScore]) -> Iterator[tuple]:
@@ -74,20 +77,44 @@ def _record_rows(job_id: int, records: list[RecordSummary]) -> Iterator[tuple]:
         )
 
 
+def _region_rows(job_id: int, regions: list[ViralRegion]) -> Iterator[tuple]:
+    for r in regions:
+        yield (
+            job_id,
+            r.record,
+            r.number,
+            r.first_chunk,
+            r.last_chunk,
+            r.start,
+            r.end,
+            r.viral_chunks,
+            r.scored_chunks,
+            r.mean_virus_score,
+            r.max_virus_score,
+        )
+
+
 def read_blocks(
     connection: Connection, job_id: int, records_per_block: int = 20_000
 ) -> Iterator[BlockResult]:
-    """The job's results in input order, `records_per_block` records at a time (three
+    """The job's results in input order, `records_per_block` records at a time (four
     streamed queries, merged by record ordinal; memory holds one block)."""
     records = _stream(connection, RECORDS, job_id)
     chunks = _Peekable(_stream(connection, CHUNKS, job_id))
     frames = _Peekable(_stream(connection, FRAMES, job_id))
+    regions = _Peekable(_stream(connection, REGIONS, job_id))
     while batch := list(itertools.islice(records, records_per_block)):
-        last, ids = batch[-1][1], {row[1]: row[2] for row in batch}
+        summaries = _records(batch)
+        by_index = {record.index: record for record in summaries}
+        found = _regions(list(regions.take_through(batch[-1][1])), by_index)
+        for region in found:
+            by_index[region.record].viral_regions += 1
+        ids = {record.index: record.id for record in summaries}
         yield BlockResult(
-            records=_records(batch),
-            chunks=_chunks(list(chunks.take_through(last)), ids),
-            frames=_frames(list(frames.take_through(last)), ids),
+            records=summaries,
+            chunks=_chunks(list(chunks.take_through(batch[-1][1])), ids),
+            frames=_frames(list(frames.take_through(batch[-1][1])), ids),
+            regions=found,
         )
 
 
@@ -143,3 +170,13 @@ def _records(rows: list[tuple]) -> list[RecordSummary]:
     best = [None if score is None else next(scores) for score in best]
     columns = (index, record_id, length, chunks, kept, scored, viral, best, fraction, call)
     return list(map(RecordSummary, *columns))
+
+
+def _regions(rows: list[tuple], records: dict[int, RecordSummary]) -> list[ViralRegion]:
+    if not rows:
+        return []
+    _, record, number, first, last, start, end, viral, scored, mean, best = zip(*rows, strict=True)
+    ids = [records[index].id for index in record]
+    lengths = [records[index].length for index in record]
+    columns = (record, ids, number, first, last, start, end, viral, scored)
+    return list(map(ViralRegion, *columns, _float32(mean), _float32(best), lengths))

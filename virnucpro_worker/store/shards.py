@@ -26,6 +26,7 @@ from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..pipeline.outputs import DEMO_WARNING, run_json_text
+from ..pipeline.regions import RegionRule
 from .jobs import now, set_state
 from .models import FINISHED, Job, Provenance, Shard, State
 
@@ -339,6 +340,7 @@ def job_run_record(job: Job, shards: list[Shard], code: dict[str, Any]) -> dict[
         "input": {"path": job.input_name, "bytes": job.input_bytes, "sha256": job.input_sha256},
         "chunk_size": job.parameters["chunk_size"],
         "block_bases": job.parameters["block_bases"],
+        "region_rule": RegionRule.from_json(job.parameters.get("region_rule")).to_json(),
         **{
             key: first[key]
             for key in (

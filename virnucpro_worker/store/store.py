@@ -209,12 +209,13 @@ class Store:
 
     def prediction(self, job_id: int) -> Prediction:
         run = self.run_record(job_id)
-        frames, chunks, records = [], [], []
+        frames, chunks, records, regions = [], [], [], []
         for block in self.blocks(job_id):
             frames += block.frames
             chunks += block.chunks
             records += block.records
-        return Prediction(frames, chunks, records, run)
+            regions += block.regions
+        return Prediction(frames, chunks, records, regions, run)
 
     def write_outputs(self, job_id: int, out_dir: Path | str, viral_fasta: bool = False) -> None:
         """Write the files `virnucpro predict` wrote for the job, byte for byte (run.json

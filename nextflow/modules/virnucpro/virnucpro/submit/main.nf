@@ -15,7 +15,11 @@ process VIRNUCPRO_SUBMIT {
     tuple val(meta), path("${prefix}/prediction_results.txt")             , emit: per_frame
     tuple val(meta), path("${prefix}/prediction_results_highestscore.csv"), emit: per_chunk
     tuple val(meta), path("${prefix}/sequence_summary.tsv")               , emit: per_record
+    tuple val(meta), path("${prefix}/viral_regions.bed")                  , emit: regions_bed
+    tuple val(meta), path("${prefix}/viral_regions.gff3")                 , emit: regions_gff3
     tuple val(meta), path("${prefix}/run.json")                           , emit: run_json
+    tuple val(meta), path("${prefix}/*_mqc.json")                         , emit: multiqc
+    tuple val(meta), path("${prefix}/report.html")                        , emit: report
     tuple val(meta), path("${prefix}/viral_sequences.fa")                 , emit: viral_fasta, optional: true
     tuple val("${task.process}"), val('virnucpro'), eval("virnucpro --version | sed 's/^virnucpro //'"), topic: versions, emit: versions_virnucpro
 
@@ -51,7 +55,12 @@ process VIRNUCPRO_SUBMIT {
     touch ${prefix}/prediction_results.txt
     touch ${prefix}/prediction_results_highestscore.csv
     touch ${prefix}/sequence_summary.tsv
+    touch ${prefix}/viral_regions.bed
+    echo '##gff-version 3' > ${prefix}/viral_regions.gff3
     echo '{}' > ${prefix}/run.json
+    echo '{}' > ${prefix}/virnucpro_mqc.json
+    echo '{}' > ${prefix}/virnucpro_calls_mqc.json
+    echo '<!DOCTYPE html>' > ${prefix}/report.html
     ${viral}
     """
 }
