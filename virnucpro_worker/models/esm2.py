@@ -79,8 +79,10 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
     return cached
 
 
-def _read_checkpoint(path: Path) -> Mapping[str, Any]:
-    checkpoint = load_weights(path, "a fair-esm ESM-2 checkpoint", [argparse.Namespace])
+def _read_checkpoint(path: Path, mapped: bool = False) -> Mapping[str, Any]:
+    """`mapped`: memory-mapped, for weights that are only copied to a GPU."""
+    expected = "a fair-esm ESM-2 checkpoint"
+    checkpoint = load_weights(path, expected, [argparse.Namespace], mmap=mapped)
     if not isinstance(checkpoint, Mapping):
         kind = type(checkpoint).__name__
         raise UserError(f"{path}: not a fair-esm ESM-2 checkpoint: it holds a {kind}")
@@ -99,14 +101,14 @@ def load_esm2(
     """The checkpoint's weights on `device` in `dtype`, at about the speed of reading the file:
     the network is built without initialising its weights (fair-esm's random initialisation
     of 3B weights took half a minute, only to be overwritten: models/meta.py), takes the
-    memory-mapped checkpoint tensors as they are, and they go to the device in the
+    checkpoint tensors as they are (memory-mapped, for a GPU), and they go to the device in the
     checkpoint's dtype and are cast there; a thread hashes the file meanwhile, and goes on
     while the model runs (`Esm2Model.sha256` waits for it). Each value is
     rounded once, from the checkpoint's dtype to `dtype`, as before."""
     path = resolve_checkpoint(name_or_path)
     clock = Stopwatch()
     digest = sha256_started(path)  # hashed while the file is read
-    data = _read_checkpoint(path)
+    data = _read_checkpoint(path, mapped=device.type == "cuda")
     clock.lap("read")
     try:
         config = data["cfg"]["model"]

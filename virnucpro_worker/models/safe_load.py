@@ -46,13 +46,17 @@ def file_kind(path: Path) -> str:
     return "a text file"
 
 
-def load_weights(path: Path, expected: str, allowed: list[Any] | None = None) -> Any:
+def load_weights(
+    path: Path, expected: str, allowed: list[Any] | None = None, mmap: bool = False
+) -> Any:
     """The content of a torch.save file; `allowed` lists the classes (or (class, name) pairs)
     it may hold beyond tensors and plain containers. `expected` names the file for errors,
     e.g. "a fair-esm ESM-2 checkpoint".
 
-    A zip-format file is memory-mapped: its tensors are read from the page cache when they are
-    first used (moved to the GPU, say), not copied into memory first."""
+    With `mmap`, a zip-format file is memory-mapped: its tensors are read from the page cache
+    when they are first used, not copied into memory first. Only for weights that pass through
+    on their way to a GPU: a model computed on from mapped pages (fp32 on the CPU) would see a
+    file rewritten in place under it."""
     kind = file_kind(path)
     if kind not in ("torch", "torch-legacy"):
         raise UserError(f"{path}: not {expected}: it is {kind}")
@@ -60,7 +64,8 @@ def load_weights(path: Path, expected: str, allowed: list[Any] | None = None) ->
         with torch.serialization.safe_globals(allowed or []), warnings.catch_warnings():
             # torch warns about pickle protocols it may not read; its error, if any, is enough
             warnings.simplefilter("ignore")
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=kind == "torch")
+            mapped = mmap and kind == "torch"
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mapped)
     except pickle.UnpicklingError as error:
         raise UserError(refusal(path, error, expected)) from None
     except Exception as error:  # corrupt archives surface as RuntimeError, EOFError, ...
