@@ -128,7 +128,9 @@ def test_every_job_ends_by_itself_through_chaos(
     redis = RedisServer(tmp_path / "redis").start()
     (tmp_path / "logs").mkdir()
     pool = Pool(redis.url, postgres_url, demo_models.folder, tmp_path / "logs")
-    settings = Settings(block_bases=BLOCK_BASES, shard_chunks=20, **LEASE)
+    # Three faults are injected, and on a busy 2-core machine a 3 s lease also runs out now
+    # and then on its own: more attempts than faults, so the one expected end is success.
+    settings = Settings(block_bases=BLOCK_BASES, shard_chunks=20, shard_attempts=10, **LEASE)
     client = Client(redis.url, postgres_url, settings)
     store = Store(postgres_url)
     began, timeline = time.monotonic(), []
