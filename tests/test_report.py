@@ -3,6 +3,7 @@ and that a real headless browser (Debian's chromium) renders it, with and withou
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -13,14 +14,9 @@ from models_for_tests import DemoModels, model_args
 
 from virnucpro_worker.interfaces.cli import main
 from virnucpro_worker.pipeline import report as report_module
-from virnucpro_worker.pipeline.outputs import SUMMARY_FILE
+from virnucpro_worker.pipeline.outputs import RUN_FILE, SUMMARY_FILE
 from virnucpro_worker.pipeline.regions import RegionRule
-from virnucpro_worker.pipeline.report import (
-    PROVENANCE_END,
-    PROVENANCE_START,
-    REPORT_FILE,
-    ReportBuilder,
-)
+from virnucpro_worker.pipeline.report import REPORT_FILE, ReportBuilder
 from virnucpro_worker.pipeline.results import BlockResult, ChunkCall, RecordSummary, block_regions
 
 DEMO_INPUT = Path(__file__).parents[1] / "examples" / "demo_contigs.fa"
@@ -144,11 +140,28 @@ def test_large_inputs_are_summarised_and_sampled(monkeypatch) -> None:
 
 
 def test_the_same_results_give_the_same_bytes(demo_models: DemoModels, tmp_path: Path) -> None:
-    """Two runs differ only in their provenance (times): the figures have fixed ids."""
-    pages = []
+    """Two runs give the same page, byte for byte: the figures have fixed ids, and the
+    provenance panel holds what decides the results (checksums, kernels, dtype), not what
+    differs between runs (times, paths), which run.json keeps."""
+    pages, runs = [], []
     for name in ("a", "b"):
         options = ["--chunk-size", "500", "--out", str(tmp_path / name), "--no-progress"]
         assert main(["predict", str(DEMO_INPUT), *options, *model_args(demo_models)]) == 0
-        page = (tmp_path / name / REPORT_FILE).read_text()
-        pages.append(page[: page.index(PROVENANCE_START)] + page[page.index(PROVENANCE_END) :])
+        pages.append((tmp_path / name / REPORT_FILE).read_bytes())
+        runs.append(json.loads((tmp_path / name / RUN_FILE).read_text()))
     assert pages[0] == pages[1]
+    assert runs[0]["started"] != runs[1]["started"]  # what the page leaves to run.json
+    page, run = pages[0].decode(), runs[0]
+    panel = page[page.index("<section id='provenance'>") :]
+    for value in (
+        run["input"]["sha256"],
+        run["models"]["esm2"]["sha256"],
+        run["models"]["classifier"]["sha256"],
+        run["kernels"]["esm2"],
+        run["kernels"]["dnabert_s"],
+        run["dtype"],
+        run["code_version"],
+    ):
+        assert f"{value}" in panel, value
+    for value in (run["started"], run["finished"], str(tmp_path), run["models"]["esm2"]["file"]):
+        assert value not in page, value

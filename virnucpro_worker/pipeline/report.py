@@ -37,7 +37,6 @@ TABLE_ROWS = 2000
 TRACKS = 12
 LONGEST = 3
 BINS = np.linspace(0.0, 1.0, 41)  # P(virus) in 40 bins of 0.025
-PROVENANCE_START, PROVENANCE_END = "<!-- provenance -->", "<!-- /provenance -->"
 CALL_COLORS = {VIRUS: "#d62728", OTHERS: "#1f77b4", UNSCORED: "#9e9e9e"}
 _SVG_SETTINGS = {
     "svg.hashsalt": "virnucpro",  # fixed ids: the same results give the same bytes
@@ -284,32 +283,52 @@ def _score(value: float | None) -> str:
 
 
 def _provenance(run: dict[str, Any]) -> str:
-    models = run.get("models", {})
+    """What decides the results, and only that: the same input, models and settings give the
+    same panel whether `predict`, the API or a queued job ran them. What differs from one run
+    to the next (times, stage seconds, paths, the command line, a job's id, shards and
+    workers) is in run.json beside the page."""
+    source = run.get("input", {})
     kernels = run.get("kernels", {})
     rows = [
         ("code version", run.get("code_version")),
-        ("started / finished", f"{run.get('started', '')} / {run.get('finished', '')}"),
-        ("input", run.get("input", {}).get("path")),
-        ("input sha256", run.get("input", {}).get("sha256")),
-        ("chunk size", run.get("chunk_size")),
+        ("input", _input_name(source.get("path"))),
+        ("input bytes / sha256", f"{source.get('bytes', '')} / {source.get('sha256', '')}"),
+        ("chunk size / block bases", f"{run.get('chunk_size', '')} / {run.get('block_bases', '')}"),
         ("attention backend", run.get("attention_backend")),
         ("kernels", ", ".join(f"{k}: {v}" for k, v in kernels.items())),
-        ("dtype / device", f"{run.get('dtype', '')} / {run.get('device', '')}"),
+        ("dtype / device", f"{run.get('dtype', '')} / {_device_kind(run.get('device', ''))}"),
         ("demo models", run.get("demo_models")),
         ("region rule", json.dumps(run.get("region_rule", {}))),
-        ("stage seconds", json.dumps(run.get("stage_seconds", {}))),
     ]
-    for name, entry in models.items():
-        if isinstance(entry, dict):
-            where = entry.get("file") or entry.get("folder") or entry.get("source", "")
-            rows.append((f"model {name}", f"{where} (sha256 {str(entry.get('sha256', ''))[:16]})"))
-    if "job_id" in run:
-        rows.append(("job", run["job_id"]))
+    rows += [(f"model {name}", _model_line(entry)) for name, entry in run.get("models", {}).items()]
     cells = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
     return (
-        f"{PROVENANCE_START}<section id='provenance'><h2>Provenance</h2>"
-        f"<table>{cells}</table></section>{PROVENANCE_END}"
+        "<section id='provenance'><h2>Provenance</h2>"
+        f"<table>{cells}</table><p class='note'>Times, stage seconds, paths, the command line "
+        "and a queued job's id, shards and workers are in <code>run.json</code> beside this "
+        "page: they differ from run to run, while this page is the same, byte for byte, for "
+        "the same input, models and settings.</p></section>"
     )
+
+
+def _input_name(path: str | None) -> str:
+    return PurePath(path).name if path else "(records or a stream)"
+
+
+def _device_kind(device: str) -> str:
+    """`cuda:1 (NVIDIA H100)` -> `cuda (NVIDIA H100)`: which card of a host ran it decides
+    nothing."""
+    return re.sub(r"^cuda:\d+", "cuda", device)
+
+
+def _model_line(entry: Any) -> str:
+    """A model by its files' sha256 (paths differ between hosts)."""
+    if not isinstance(entry, dict):
+        return str(entry)
+    if "files" in entry:  # a folder (DNABERT-S)
+        files = entry["files"]
+        return ", ".join(f"{name} {str(digest)[:16]}" for name, digest in sorted(files.items()))
+    return f"sha256 {entry.get('sha256', '')}"
 
 
 def _counts(builder: ReportBuilder, run: dict[str, Any]) -> str:
