@@ -14,7 +14,13 @@ from models_for_tests import DemoModels, model_args
 
 from virnucpro_worker.interfaces.cli import main
 from virnucpro_worker.pipeline import report as report_module
-from virnucpro_worker.pipeline.outputs import RUN_FILE, SUMMARY_FILE
+from virnucpro_worker.pipeline.outputs import (
+    PREDICTIONS_FILE,
+    REGIONS_BED_FILE,
+    RUN_FILE,
+    SUMMARY_FILE,
+    read_prediction_results,
+)
 from virnucpro_worker.pipeline.regions import RegionRule
 from virnucpro_worker.pipeline.report import REPORT_FILE, ReportBuilder
 from virnucpro_worker.pipeline.results import BlockResult, ChunkCall, RecordSummary, block_regions
@@ -80,10 +86,45 @@ def test_without_javascript_the_tables_and_figures_are_there(demo_report: Path) 
     page = (demo_report / REPORT_FILE).read_text()
     body = page[: page.index("<script>")]
     rows = summary_rows(demo_report)
-    assert body.count("<tr><td>") == len(rows)
+    records = body[body.index("<table id='records'>") :]
+    assert records[: records.index("</table>")].count("<tr><td>") == len(rows)
     assert body.count("<svg") == page.count("<svg") >= 3
     assert re.search(r"<input id='records-filter'[^>]* hidden>", body)  # shown by the script
     assert page.count("<script>") == 1 and "</script></body>" in page
+
+
+def test_galaxy_s_sanitizer_keeps_every_table_and_number(demo_report: Path, tmp_path) -> None:
+    """Galaxy shows an HTML dataset through its sanitizer (galaxy.util.sanitize_html, on by
+    default): it removes every style, script and SVG element. What is left, rendered by
+    chromium, still holds the counts, every record's row, the figures' numbers as tables
+    (distribution bins, the drawn records' regions), the provenance and the demo warning."""
+    from galaxy.util.sanitize_html import sanitize_html
+
+    page = (demo_report / REPORT_FILE).read_text()
+    cleaned = sanitize_html(page)
+    assert not re.search(r"<(script|style|svg)\b", cleaned)  # what Galaxy removes
+    (tmp_path / "sanitized.html").write_text(cleaned)
+    dom, _ = browse(tmp_path / "sanitized.html")
+    rows = summary_rows(demo_report)
+    assert re.search(rf"id=\"count-records\">{len(rows)}<", dom)
+    assert re.search(
+        rf"id=\"count-viral_regions\">{sum(int(r['viral_regions']) for r in rows)}<", dom
+    )
+    records = dom[dom.index('<table id="records"') :]
+    records = records[: records.index("</table>")]
+    assert all(f"<td>{row['record_id']}</td>" in records for row in rows)
+    bed = (demo_report / REGIONS_BED_FILE).read_text().splitlines()
+    regions = dom[dom.index('<table id="regions"') :]
+    regions = regions[: regions.index("</table>")]
+    for line in bed:  # the demo's regions are all drawn; 1-based starts, as in GFF3
+        _, start, end, name, _, _ = line.split("\t")
+        assert f'<td>{name}</td><td class="n">{int(start) + 1}</td><td class="n">{end}<' in regions
+    bins = dom[dom.index('<details id="bins"') :]
+    frames = len(read_prediction_results(demo_report / PREDICTIONS_FILE))
+    counts = re.findall(r"<tr><td>[0-9.-]+</td><td class=\"n\">(\d+)</td>", bins)
+    assert len(counts) == 40 and sum(map(int, counts)) == frames
+    run = json.loads((demo_report / RUN_FILE).read_text())
+    assert run["models"]["esm2"]["sha256"] in dom and "DEMO MODELS" in dom
 
 
 def test_it_is_self_contained(demo_report: Path) -> None:
