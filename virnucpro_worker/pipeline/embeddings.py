@@ -195,7 +195,9 @@ def write_safetensors(
         }
         offset += size
     text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned, as safetensors writes it
+    # The data starts 8-byte aligned, as safetensors writes it; the padding goes inside the
+    # JSON, so that the header still ends with "}" (Galaxy's safetensors sniffer asks for it).
+    text = text[:-1] + b" " * (-len(text) % 8) + b"}"
     with path.open("wb") as out:
         out.write(struct.pack("<Q", len(text)))
         out.write(text)
