@@ -266,7 +266,9 @@ class Store:
             if required:
                 raise UserError(f"job {job_id} was not submitted with embeddings")
             return None
-        widths = run["feature_widths"]
+        widths = run.get("feature_widths")
+        if widths is None:  # run by workers of a version that kept no features
+            raise UserError(f"job {job_id} asked for embeddings, but its workers did not keep them")
         return dtype, (widths["dnabert_s"], widths["esm2"])
 
     def _embedding_parts(self, job_id: int) -> Iterator[EmbeddingPart]:
