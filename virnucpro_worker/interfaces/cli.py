@@ -34,8 +34,8 @@ from .api import load_predictor
 
 log = logging.getLogger("virnucpro")
 INPUT_HELP = (
-    "FASTA or FASTQ, plain or compressed (gzip, bzip2, xz: recognised by content); "
-    "'-' reads standard input"
+    "FASTA or FASTQ, plain or compressed (gzip, bzip2, xz: recognised by content), or "
+    "unaligned BAM/CRAM (the bam extra); '-' reads standard input"
 )
 
 
