@@ -76,6 +76,9 @@ def test_the_file_holds_every_frame_with_its_keys_and_features(
     assert scores[:, 1].tolist() == [np.float32(row[3]) for row in rows]
     with safe_open(tmp_path / EMBEDDINGS_FILE, "np") as handle:
         metadata = handle.metadata()
+    raw = (tmp_path / EMBEDDINGS_FILE).read_bytes()
+    size = int.from_bytes(raw[:8], "little")
+    assert size % 8 == 0 and raw[8:9] == b"{" and raw[8 + size - 1 : 8 + size] == b"}"
     assert metadata["dtype"] == "float32" and metadata["demo_models"] == "true"
     assert EMBEDDINGS_FILE in json.loads((tmp_path / RUN_FILE).read_text())["outputs"]
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import virnucpro_worker
+from virnucpro_worker.pipeline.embeddings import EMBEDDINGS_FILE
 from virnucpro_worker.pipeline.multiqc import CALLS_FILE, GENERAL_STATS_FILE
 from virnucpro_worker.pipeline.outputs import RESULT_FILES, RUN_FILE
 
@@ -22,7 +23,7 @@ TEST_DATA = TOOL_DIR / "test-data"
 MAX_TEST_FILE = 1024 * 1024  # tools-iuc's limit
 # Every file `predict` writes but the intermediates and the MultiQC custom content (for
 # pipelines that run MultiQC over many samples: Galaxy's MultiQC tool reads tools' own files).
-CLI_OUTPUTS = {*RESULT_FILES, RUN_FILE} - {GENERAL_STATS_FILE, CALLS_FILE}
+CLI_OUTPUTS = {*RESULT_FILES, RUN_FILE, EMBEDDINGS_FILE} - {GENERAL_STATS_FILE, CALLS_FILE}
 
 
 def _version(text: str) -> tuple[int, ...]:

@@ -10,6 +10,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from models_for_tests import DemoModels, model_args
 from rq.job import Job
@@ -28,7 +29,7 @@ from virnucpro_worker.pipeline.outputs import (
     SUMMARY_FILE,
 )
 from virnucpro_worker.pipeline.regions import RegionRule
-from virnucpro_worker.pipeline.report import PROVENANCE_END, PROVENANCE_START, REPORT_FILE
+from virnucpro_worker.pipeline.report import REPORT_FILE
 from virnucpro_worker.queue import messages
 from virnucpro_worker.queue.client import Client
 from virnucpro_worker.settings import Settings
@@ -44,6 +45,7 @@ RESULTS = (
     REGIONS_GFF3_FILE,
     GENERAL_STATS_FILE,
     CALLS_FILE,
+    REPORT_FILE,
 )
 BLOCK_BASES = 4000  # small blocks: the demo input makes several shards
 FAST = {"lease_seconds": 3, "heartbeat_seconds": 0.5}
@@ -85,16 +87,15 @@ def in_process(demo_models: DemoModels, source: Path, out: Path, monkeypatch, *e
     return out
 
 
-def without_provenance(report: Path) -> str:
-    """report.html less its provenance panel (run.json's content, which names the job)."""
-    page = report.read_text()
-    return page[: page.index(PROVENANCE_START)] + page[page.index(PROVENANCE_END) :]
-
-
 def assert_same_results(a: Path, b: Path) -> None:
-    for name in RESULTS:
-        assert (a / name).read_bytes() == (b / name).read_bytes(), name
-    assert without_provenance(a / REPORT_FILE) == without_provenance(b / REPORT_FILE)
+    """Every file but run.json (which names the job, its shards and times) byte for byte,
+    report.html included; both folders hold the same files."""
+    names = sorted(path.name for path in a.iterdir())
+    assert names == sorted(path.name for path in b.iterdir())
+    assert set(RESULTS) <= set(names)
+    for name in names:
+        if name != RUN_FILE:
+            assert (a / name).read_bytes() == (b / name).read_bytes(), name
 
 
 def test_a_jobs_region_rule_reaches_its_workers(service, demo_models, tmp_path, monkeypatch):
@@ -112,6 +113,39 @@ def test_a_jobs_region_rule_reaches_its_workers(service, demo_models, tmp_path, 
         assert run["region_rule"] == rule.to_json()
         regions = (folder / REGIONS_BED_FILE).read_text().splitlines()
         assert run["counts"]["viral_regions"] == len(regions) > 0
+
+
+def test_a_job_submitted_with_embeddings_writes_predict_s_files(
+    service, demo_models, tmp_path, monkeypatch, capsys
+):
+    """The workers keep every frame's features in the database; `virnucpro results` writes
+    embeddings.safetensors (and every other file) as `predict --embeddings` does, and the
+    API returns the same arrays."""
+    from safetensors.numpy import load_file
+
+    from virnucpro_worker.pipeline.embeddings import EMBEDDINGS_FILE
+
+    job = service.client.submit(DEMO_INPUT, 500, demo=True, embeddings="float16")
+    plain = service.client.submit(DEMO_INPUT, 500, demo=True)
+    service.workers.run_burst()
+    assert len(service.shards(job)) > 2  # features from several shards, in order
+    options = ["--db", service.database_url, "--out", str(tmp_path / "queue")]
+    assert main(["results", str(job), *options]) == 0
+    local = in_process(
+        demo_models, DEMO_INPUT, tmp_path / "local", monkeypatch, "--embeddings", "float16"
+    )
+    assert_same_results(tmp_path / "queue", local)
+    run = json.loads((tmp_path / "queue" / RUN_FILE).read_text())
+    assert EMBEDDINGS_FILE in run["outputs"]
+    stored = load_file(local / EMBEDDINGS_FILE)
+    arrays = service.client.results(job, embeddings=True).embeddings
+    for name, values in stored.items():
+        assert np.array_equal(getattr(arrays, name), values), name
+    assert stored["esm2"].dtype == np.float16 and len(stored["record"]) > 0
+    service.client.write_outputs(plain, tmp_path / "plain")
+    assert not (tmp_path / "plain" / EMBEDDINGS_FILE).exists()
+    with pytest.raises(UserError, match=f"job {plain} was not submitted with embeddings"):
+        service.client.results(plain, embeddings=True)
 
 
 def many_contigs(

@@ -1,9 +1,11 @@
 """Viral regions (docs/ALGORITHM.md 10): the rule, the coordinates from the real chunk windows,
-and the BED and GFF3 files (the GFF3 read back by gffutils, a well-kept GFF parser)."""
+and the BED and GFF3 files (the GFF3 read back by gffutils, a well-kept GFF parser; the BED by
+bedtools)."""
 
 from __future__ import annotations
 
 import itertools
+import subprocess
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -188,6 +190,22 @@ def test_bed_and_gff3_files(tmp_path: Path) -> None:
     assert odd.attributes["scored_chunks"] == ["5"]
     assert odd.attributes["record_fraction"] == [f"{2364 / 2800:.4f}"]
     assert odd.attributes["mean_virus_score"] == ["0.76"]
+
+
+def test_bedtools_reads_the_bed_and_every_region_lies_inside_its_record(tmp_path: Path) -> None:
+    """bedtools (Debian's; .ci/run installs it) parses the BED against a genome file of the
+    records' lengths: `slop -b 0` refuses a record it does not know and clips a region that
+    runs past its record's end, so unchanged output means every line is valid and inside."""
+    records = [("plain", 1200, "HVV"), ("long", 2400, "VVHVV"), (ODD_ID, 2800, "VVHVV.")]
+    write_regions(tmp_path, records)
+    genome = tmp_path / "records.genome"
+    genome.write_text("".join(f"{name}\t{length}\n" for name, length, _ in records))
+    bed = tmp_path / REGIONS_BED_FILE
+    bedtools = ["bedtools", "slop", "-b", "0", "-i", str(bed), "-g", str(genome)]
+    done = subprocess.run(bedtools, capture_output=True, text=True, check=True)
+    assert done.stdout == bed.read_text() and done.stdout.count("\n") == 3
+    genome.write_text("plain\t1200\n")  # a record missing from the genome: refused
+    assert subprocess.run(bedtools, capture_output=True, text=True).returncode != 0
 
 
 def test_no_regions_give_header_only_files(tmp_path: Path) -> None:

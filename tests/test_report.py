@@ -3,6 +3,7 @@ and that a real headless browser (Debian's chromium) renders it, with and withou
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -13,14 +14,15 @@ from models_for_tests import DemoModels, model_args
 
 from virnucpro_worker.interfaces.cli import main
 from virnucpro_worker.pipeline import report as report_module
-from virnucpro_worker.pipeline.outputs import SUMMARY_FILE
-from virnucpro_worker.pipeline.regions import RegionRule
-from virnucpro_worker.pipeline.report import (
-    PROVENANCE_END,
-    PROVENANCE_START,
-    REPORT_FILE,
-    ReportBuilder,
+from virnucpro_worker.pipeline.outputs import (
+    PREDICTIONS_FILE,
+    REGIONS_BED_FILE,
+    RUN_FILE,
+    SUMMARY_FILE,
+    read_prediction_results,
 )
+from virnucpro_worker.pipeline.regions import RegionRule
+from virnucpro_worker.pipeline.report import REPORT_FILE, ReportBuilder
 from virnucpro_worker.pipeline.results import BlockResult, ChunkCall, RecordSummary, block_regions
 
 DEMO_INPUT = Path(__file__).parents[1] / "examples" / "demo_contigs.fa"
@@ -84,10 +86,45 @@ def test_without_javascript_the_tables_and_figures_are_there(demo_report: Path) 
     page = (demo_report / REPORT_FILE).read_text()
     body = page[: page.index("<script>")]
     rows = summary_rows(demo_report)
-    assert body.count("<tr><td>") == len(rows)
+    records = body[body.index("<table id='records'>") :]
+    assert records[: records.index("</table>")].count("<tr><td>") == len(rows)
     assert body.count("<svg") == page.count("<svg") >= 3
     assert re.search(r"<input id='records-filter'[^>]* hidden>", body)  # shown by the script
     assert page.count("<script>") == 1 and "</script></body>" in page
+
+
+def test_galaxy_s_sanitizer_keeps_every_table_and_number(demo_report: Path, tmp_path) -> None:
+    """Galaxy shows an HTML dataset through its sanitizer (galaxy.util.sanitize_html, on by
+    default): it removes every style, script and SVG element. What is left, rendered by
+    chromium, still holds the counts, every record's row, the figures' numbers as tables
+    (distribution bins, the drawn records' regions), the provenance and the demo warning."""
+    from galaxy.util.sanitize_html import sanitize_html
+
+    page = (demo_report / REPORT_FILE).read_text()
+    cleaned = sanitize_html(page)
+    assert not re.search(r"<(script|style|svg)\b", cleaned)  # what Galaxy removes
+    (tmp_path / "sanitized.html").write_text(cleaned)
+    dom, _ = browse(tmp_path / "sanitized.html")
+    rows = summary_rows(demo_report)
+    assert re.search(rf"id=\"count-records\">{len(rows)}<", dom)
+    assert re.search(
+        rf"id=\"count-viral_regions\">{sum(int(r['viral_regions']) for r in rows)}<", dom
+    )
+    records = dom[dom.index('<table id="records"') :]
+    records = records[: records.index("</table>")]
+    assert all(f"<td>{row['record_id']}</td>" in records for row in rows)
+    bed = (demo_report / REGIONS_BED_FILE).read_text().splitlines()
+    regions = dom[dom.index('<table id="regions"') :]
+    regions = regions[: regions.index("</table>")]
+    for line in bed:  # the demo's regions are all drawn; 1-based starts, as in GFF3
+        _, start, end, name, _, _ = line.split("\t")
+        assert f'<td>{name}</td><td class="n">{int(start) + 1}</td><td class="n">{end}<' in regions
+    bins = dom[dom.index('<details id="bins"') :]
+    frames = len(read_prediction_results(demo_report / PREDICTIONS_FILE))
+    counts = re.findall(r"<tr><td>[0-9.-]+</td><td class=\"n\">(\d+)</td>", bins)
+    assert len(counts) == 40 and sum(map(int, counts)) == frames
+    run = json.loads((demo_report / RUN_FILE).read_text())
+    assert run["models"]["esm2"]["sha256"] in dom and "DEMO MODELS" in dom
 
 
 def test_it_is_self_contained(demo_report: Path) -> None:
@@ -144,11 +181,28 @@ def test_large_inputs_are_summarised_and_sampled(monkeypatch) -> None:
 
 
 def test_the_same_results_give_the_same_bytes(demo_models: DemoModels, tmp_path: Path) -> None:
-    """Two runs differ only in their provenance (times): the figures have fixed ids."""
-    pages = []
+    """Two runs give the same page, byte for byte: the figures have fixed ids, and the
+    provenance panel holds what decides the results (checksums, kernels, dtype), not what
+    differs between runs (times, paths), which run.json keeps."""
+    pages, runs = [], []
     for name in ("a", "b"):
         options = ["--chunk-size", "500", "--out", str(tmp_path / name), "--no-progress"]
         assert main(["predict", str(DEMO_INPUT), *options, *model_args(demo_models)]) == 0
-        page = (tmp_path / name / REPORT_FILE).read_text()
-        pages.append(page[: page.index(PROVENANCE_START)] + page[page.index(PROVENANCE_END) :])
+        pages.append((tmp_path / name / REPORT_FILE).read_bytes())
+        runs.append(json.loads((tmp_path / name / RUN_FILE).read_text()))
     assert pages[0] == pages[1]
+    assert runs[0]["started"] != runs[1]["started"]  # what the page leaves to run.json
+    page, run = pages[0].decode(), runs[0]
+    panel = page[page.index("<section id='provenance'>") :]
+    for value in (
+        run["input"]["sha256"],
+        run["models"]["esm2"]["sha256"],
+        run["models"]["classifier"]["sha256"],
+        run["kernels"]["esm2"],
+        run["kernels"]["dnabert_s"],
+        run["dtype"],
+        run["code_version"],
+    ):
+        assert f"{value}" in panel, value
+    for value in (run["started"], run["finished"], str(tmp_path), run["models"]["esm2"]["file"]):
+        assert value not in page, value

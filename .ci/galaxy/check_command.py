@@ -105,6 +105,7 @@ def main(tool_xml: str) -> int:
                 "models": Selected("set", fields),
                 "attention": "flash-varlen",
                 "viral_fasta": Boolean(False),
+                "embeddings_dtype": "none",
                 "regions": {"min_chunks": "2", "max_gap": "1"},
                 "advanced": {"dtype": "default", "device": "auto"},
             }
@@ -207,6 +208,27 @@ def main(tool_xml: str) -> int:
             argv(
                 "predict input.fasta --chunk-size 500 --out out M500 --attention flash-varlen"
                 " --region-min-chunks 1 --region-max-gap 0 --workers 1 --no-progress"
+            ),
+        )
+        case(
+            "embeddings in float16",
+            {"embeddings_dtype": "float16"},
+            {},
+            argv(
+                "predict input.fasta --chunk-size 500 --out out M500 --attention flash-varlen R"
+                " --embeddings float16 --workers 1 --no-progress"
+            ),
+        )
+        case(
+            "queue mode with embeddings",
+            {"embeddings_dtype": "float32"},
+            {
+                "VIRNUCPRO_REDIS_URL": "redis://127.0.0.1:6390/0",
+                "VIRNUCPRO_DATABASE_URL": "sqlite:////tmp/x.db",
+            },
+            argv(
+                "submit input.fasta --chunk-size 500 --wait --out out M500"
+                " --attention flash-varlen R --embeddings float32"
             ),
         )
         case(

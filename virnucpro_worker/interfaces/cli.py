@@ -34,8 +34,8 @@ from .api import load_predictor
 
 log = logging.getLogger("virnucpro")
 INPUT_HELP = (
-    "FASTA or FASTQ, plain or compressed (gzip, bzip2, xz: recognised by content); "
-    "'-' reads standard input"
+    "FASTA or FASTQ, plain or compressed (gzip, bzip2, xz: recognised by content), or "
+    "unaligned BAM/CRAM (the bam extra); '-' reads standard input"
 )
 
 
@@ -426,6 +426,7 @@ def _submit(args: argparse.Namespace) -> int:
             shard_chunks=args.shard_chunks,
             label=args.label,
             regions=region_rule(args),
+            embeddings=args.embeddings,
         )
     keep_database(client.store.url, args.new_paths)
     print(job_id, flush=True)
@@ -687,6 +688,17 @@ def add_region_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_embeddings_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--embeddings",
+        nargs="?",
+        const="float32",
+        choices=("float16", "float32"),
+        help="also write embeddings.safetensors: every kept frame's DNABERT-S and ESM-2 "
+        "features, in this dtype (default float32)",
+    )
+
+
 def region_rule(args: argparse.Namespace) -> RegionRule:
     return RegionRule(args.region_min_chunks, args.region_max_gap)
 
@@ -740,14 +752,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also write the original's chunk and frame files and STEM_merged.pt",
     )
-    predict.add_argument(
-        "--embeddings",
-        nargs="?",
-        const="float32",
-        choices=("float16", "float32"),
-        help="also write embeddings.safetensors: every kept frame's DNABERT-S and ESM-2 "
-        "features, in this dtype (default float32)",
-    )
+    add_embeddings_option(predict)
     predict.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_region_options(predict)
     predict.add_argument(
@@ -828,6 +833,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     submit.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_region_options(submit)
+    add_embeddings_option(submit)
     add_service_options(submit)
     submit.set_defaults(run=_submit)
 

@@ -12,6 +12,10 @@ columns rather than the original's text ids:
 The file is safetensors (a JSON header, then raw little-endian arrays: nothing to unpickle).
 The rows arrive a step at a time and go to temporary files, so memory stays flat however many
 frames there are; the header is written when the count is known, then the arrays are copied in.
+
+A queued job asked for embeddings keeps them in the database as `EmbeddingPart`s (the raw bytes
+of at most PART_ROWS frames, in the file's dtype); its files are written from those parts, the
+keys from its frame rows, so they are the bytes `predict` writes.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ FORMAT = "virnucpro-embeddings/1"
 _SAFETENSORS_DTYPES = {"float16": "F16", "float32": "F32", "int64": "I64", "int32": "I32"}
 _SAFETENSORS_DTYPES["int8"] = "I8"
 _COPY_BYTES = 1 << 24
+PART_ROWS = 1024  # frames per stored part: 13.6 MB of float32 features (3328 wide)
 
 
 @dataclass
@@ -51,6 +56,36 @@ class FrameEmbeddings:
 
     def __len__(self) -> int:
         return len(self.record)
+
+
+@dataclass(frozen=True)
+class EmbeddingPart:
+    """Consecutive frames' features as raw little-endian bytes in the file's dtype: how the
+    database keeps a queued job's embeddings."""
+
+    rows: int
+    dnabert_s: bytes
+    esm2: bytes
+
+
+def embedding_parts(
+    features: torch.Tensor, nucleotide_width: int, dtype: str, rows_per_part: int = PART_ROWS
+) -> list[EmbeddingPart]:
+    """Merged features [frames, nucleotide width + protein width] as parts of at most
+    `rows_per_part` frames, converted as `EmbeddingRecorder.add_features` converts them."""
+    kind = np.dtype(check_dtype(dtype))
+    parts = []
+    for start in range(0, len(features), rows_per_part):
+        nucleotide, protein = _columns(features[start : start + rows_per_part], nucleotide_width)
+        raw = (nucleotide.astype(kind).tobytes(), protein.astype(kind).tobytes())
+        parts.append(EmbeddingPart(len(nucleotide), *raw))
+    return parts
+
+
+def _columns(features: torch.Tensor, nucleotide_width: int) -> tuple[np.ndarray, np.ndarray]:
+    values = features.detach().to("cpu", torch.float32).numpy()
+    nucleotide, protein = np.hsplit(values, [nucleotide_width])
+    return nucleotide, protein
 
 
 def frame_code(strand: str, frame: int) -> int:
@@ -72,10 +107,10 @@ class EmbeddingRecorder:
     order) into temporary files in `directory`; `save` writes the safetensors file, `load` the
     arrays. Close it (or use it with `with`) to remove the temporary files."""
 
-    def __init__(self, directory: Path, dtype: str, nucleotide_width: int) -> None:
+    def __init__(self, directory: Path, dtype: str, widths: tuple[int, int]) -> None:
+        """`widths`: of the DNABERT-S and the ESM-2 features (`Predictor.feature_widths`)."""
         self.dtype = np.dtype(check_dtype(dtype))
-        self.nucleotide_width = nucleotide_width
-        self.protein_width: int | None = None
+        self.nucleotide_width, self.protein_width = widths
         self._columns: dict[str, IO[bytes]] = {
             name: tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 (closed by `close`)
             for name in ("record", "chunk", "frame", "dnabert_s", "esm2")
@@ -90,12 +125,16 @@ class EmbeddingRecorder:
 
     def add_features(self, features: torch.Tensor) -> None:
         """Rows [frames, nucleotide width + protein width] of the next frames."""
-        values = features.detach().to("cpu", torch.float32).numpy()
-        nucleotide, protein = np.hsplit(values, [self.nucleotide_width])
-        self.protein_width = protein.shape[1]
+        nucleotide, protein = _columns(features, self.nucleotide_width)
         self._columns["dnabert_s"].write(nucleotide.astype(self.dtype).tobytes())
         self._columns["esm2"].write(protein.astype(self.dtype).tobytes())
-        self.featured += len(values)
+        self.featured += len(nucleotide)
+
+    def add_part(self, part: EmbeddingPart) -> None:
+        """Features already converted (a queued job's, from the database)."""
+        self._columns["dnabert_s"].write(part.dnabert_s)
+        self._columns["esm2"].write(part.esm2)
+        self.featured += part.rows
 
     def add_keys(self, frames: Sequence[FrameScore]) -> None:
         keys = {
@@ -111,11 +150,10 @@ class EmbeddingRecorder:
         if self.featured != self.keyed:
             raise ValueError(f"{self.featured} frames have features but {self.keyed} have keys")
         rows, dtype = self.featured, self.dtype.name
-        protein_width = self.protein_width if self.protein_width is not None else 0
         return {
             "chunk": ("int32", [rows]),
             "dnabert_s": (dtype, [rows, self.nucleotide_width]),
-            "esm2": (dtype, [rows, protein_width]),
+            "esm2": (dtype, [rows, self.protein_width]),
             "frame": ("int8", [rows]),
             "record": ("int64", [rows]),
         }
@@ -157,7 +195,9 @@ def write_safetensors(
         }
         offset += size
     text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned, as safetensors writes it
+    # The data starts 8-byte aligned, as safetensors writes it; the padding goes inside the
+    # JSON, so that the header still ends with "}" (Galaxy's safetensors sniffer asks for it).
+    text = text[:-1] + b" " * (-len(text) % 8) + b"}"
     with path.open("wb") as out:
         out.write(struct.pack("<Q", len(text)))
         out.write(text)

@@ -25,7 +25,13 @@ from ..files import StagedFolder
 from ..sequences.prepare import PreparedFiles, chunk_text, frame_texts, wrapped
 from ..sequences.translation import KeptFrame
 from .calls import UNSCORED, VIRUS, chunk_is_virus, chunk_maxima
-from .embeddings import EMBEDDINGS_FILE, EmbeddingRecorder, FrameEmbeddings, embeddings_metadata
+from .embeddings import (
+    EMBEDDINGS_FILE,
+    EmbeddingPart,
+    EmbeddingRecorder,
+    FrameEmbeddings,
+    embeddings_metadata,
+)
 from .multiqc import CALLS_FILE, GENERAL_STATS_FILE, multiqc_files
 from .regions import ViralRegion
 from .report import REPORT_FILE, ReportBuilder
@@ -186,10 +192,11 @@ class ResultWriter:
         demo: bool = False,
         viral_fasta: bool = False,
         intermediates: tuple[str, int] | None = None,
-        embeddings: tuple[str, int] | None = None,
+        embeddings: tuple[str, tuple[int, int]] | None = None,
     ) -> None:
         """`intermediates`: (stem, chunk size) to also write the original's intermediates;
-        `embeddings`: (dtype, DNABERT-S width) to also write embeddings.safetensors."""
+        `embeddings`: (dtype, (DNABERT-S width, ESM-2 width)) to also write
+        embeddings.safetensors."""
         self.demo, self.viral_fasta = demo, viral_fasta
         self.staged = StagedFolder(Path(out_dir), RUN_FILE)
         self.intermediates = intermediates
@@ -216,9 +223,9 @@ class ResultWriter:
             names += [prepared.chunks.name, prepared.nucleotide.name, prepared.protein.name]
             self._merged = _MergedFeatures(self.staged.file(merged))
         if self._embeddings_options:
-            dtype, nucleotide_width = self._embeddings_options
+            dtype, widths = self._embeddings_options
             folder = self.staged.file(EMBEDDINGS_FILE).parent
-            self._embeddings = EmbeddingRecorder(folder, dtype, nucleotide_width)
+            self._embeddings = EmbeddingRecorder(folder, dtype, widths)
         self._files = {name: self.staged.open(name) for name in names}
         self._files[PREDICTIONS_FILE].write(PREDICTIONS_HEADER + "\n")
         if self.demo:
@@ -301,6 +308,16 @@ class ResultWriter:
         if self._embeddings is not None:
             both = np.hstack([embeddings.dnabert_s, embeddings.esm2])
             self._embeddings.add_features(torch.from_numpy(both))
+
+    @property
+    def writes_embeddings(self) -> bool:
+        return self._embeddings is not None
+
+    def add_embedding_part(self, part: EmbeddingPart) -> None:
+        """Features as the database keeps them (a queued job's), in the order of the frames."""
+        if self._embeddings is None:
+            raise RuntimeError("this writer writes no embeddings")
+        self._embeddings.add_part(part)
 
     def counts(self) -> dict[str, int]:
         """What the files written so far hold (the MultiQC files report these)."""

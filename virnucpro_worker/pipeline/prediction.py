@@ -49,7 +49,8 @@ class Prediction:
         block = BlockResult(self.records, self.chunks, self.frames, self.regions)
         features = None
         if self.embeddings is not None:
-            features = (self.embeddings.dnabert_s.dtype.name, self.embeddings.dnabert_s.shape[1])
+            widths = (self.embeddings.dnabert_s.shape[1], self.embeddings.esm2.shape[1])
+            features = (self.embeddings.dnabert_s.dtype.name, widths)
         demo = self.provenance["demo_models"]
         with ResultWriter(Path(out_dir), demo=demo, embeddings=features) as writer:
             if self.embeddings is not None:
@@ -74,8 +75,8 @@ def predict(
     with tempfile.TemporaryDirectory(prefix="virnucpro-embeddings-") as scratch:
         recorder = None
         if embeddings is not None:
-            nucleotide_width = predictor.feature_widths[0]
-            recorder = EmbeddingRecorder(Path(scratch), check_dtype(embeddings), nucleotide_width)
+            widths = predictor.feature_widths
+            recorder = EmbeddingRecorder(Path(scratch), check_dtype(embeddings), widths)
         blocks = predict_stream(
             predictor,
             records_of(source),

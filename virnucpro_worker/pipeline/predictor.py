@@ -220,6 +220,7 @@ class Predictor:
             },
             "dtype": dtype_name(models.dtype),
             "device": device_description(models.device),
+            "feature_widths": dict(zip(("dnabert_s", "esm2"), self.feature_widths, strict=True)),
             "demo_models": self.demo,
             "models": {
                 "esm2": {

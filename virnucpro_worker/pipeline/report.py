@@ -3,7 +3,10 @@ other files.
 
 Self-contained (every style and script inline, figures as inline SVG drawn by matplotlib, no
 font or file fetched) and readable without JavaScript: the numbers are HTML tables, the figures
-SVG; a small inline script only adds sorting and filtering to the records table.
+SVG; a small inline script only adds sorting and filtering to the records table. Galaxy's HTML
+sanitizer (on by default) removes every style, script and SVG element: each figure's numbers are
+therefore also a table (the bins of the distributions, the regions of the drawn records), which
+it keeps, as it keeps the counts, the records table and the provenance (tests/test_report.py).
 
 It stays small and fast however large the input, because it summarises and samples as the
 blocks stream past, holding a bounded amount whatever the number of records:
@@ -37,7 +40,6 @@ TABLE_ROWS = 2000
 TRACKS = 12
 LONGEST = 3
 BINS = np.linspace(0.0, 1.0, 41)  # P(virus) in 40 bins of 0.025
-PROVENANCE_START, PROVENANCE_END = "<!-- provenance -->", "<!-- /provenance -->"
 CALL_COLORS = {VIRUS: "#d62728", OTHERS: "#1f77b4", UNSCORED: "#9e9e9e"}
 _SVG_SETTINGS = {
     "svg.hashsalt": "virnucpro",  # fixed ids: the same results give the same bytes
@@ -284,32 +286,52 @@ def _score(value: float | None) -> str:
 
 
 def _provenance(run: dict[str, Any]) -> str:
-    models = run.get("models", {})
+    """What decides the results, and only that: the same input, models and settings give the
+    same panel whether `predict`, the API or a queued job ran them. What differs from one run
+    to the next (times, stage seconds, paths, the command line, a job's id, shards and
+    workers) is in run.json beside the page."""
+    source = run.get("input", {})
     kernels = run.get("kernels", {})
     rows = [
         ("code version", run.get("code_version")),
-        ("started / finished", f"{run.get('started', '')} / {run.get('finished', '')}"),
-        ("input", run.get("input", {}).get("path")),
-        ("input sha256", run.get("input", {}).get("sha256")),
-        ("chunk size", run.get("chunk_size")),
+        ("input", _input_name(source.get("path"))),
+        ("input bytes / sha256", f"{source.get('bytes', '')} / {source.get('sha256', '')}"),
+        ("chunk size / block bases", f"{run.get('chunk_size', '')} / {run.get('block_bases', '')}"),
         ("attention backend", run.get("attention_backend")),
         ("kernels", ", ".join(f"{k}: {v}" for k, v in kernels.items())),
-        ("dtype / device", f"{run.get('dtype', '')} / {run.get('device', '')}"),
+        ("dtype / device", f"{run.get('dtype', '')} / {_device_kind(run.get('device', ''))}"),
         ("demo models", run.get("demo_models")),
         ("region rule", json.dumps(run.get("region_rule", {}))),
-        ("stage seconds", json.dumps(run.get("stage_seconds", {}))),
     ]
-    for name, entry in models.items():
-        if isinstance(entry, dict):
-            where = entry.get("file") or entry.get("folder") or entry.get("source", "")
-            rows.append((f"model {name}", f"{where} (sha256 {str(entry.get('sha256', ''))[:16]})"))
-    if "job_id" in run:
-        rows.append(("job", run["job_id"]))
+    rows += [(f"model {name}", _model_line(entry)) for name, entry in run.get("models", {}).items()]
     cells = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
     return (
-        f"{PROVENANCE_START}<section id='provenance'><h2>Provenance</h2>"
-        f"<table>{cells}</table></section>{PROVENANCE_END}"
+        "<section id='provenance'><h2>Provenance</h2>"
+        f"<table>{cells}</table><p class='note'>Times, stage seconds, paths, the command line "
+        "and a queued job's id, shards and workers are in <code>run.json</code> beside this "
+        "page: they differ from run to run, while this page is the same, byte for byte, for "
+        "the same input, models and settings.</p></section>"
     )
+
+
+def _input_name(path: str | None) -> str:
+    return PurePath(path).name if path else "(records or a stream)"
+
+
+def _device_kind(device: str) -> str:
+    """`cuda:1 (NVIDIA H100)` -> `cuda (NVIDIA H100)`: which card of a host ran it decides
+    nothing."""
+    return re.sub(r"^cuda:\d+", "cuda", device)
+
+
+def _model_line(entry: Any) -> str:
+    """A model by its files' sha256 (paths differ between hosts)."""
+    if not isinstance(entry, dict):
+        return str(entry)
+    if "files" in entry:  # a folder (DNABERT-S)
+        files = entry["files"]
+        return ", ".join(f"{name} {str(digest)[:16]}" for name, digest in sorted(files.items()))
+    return f"sha256 {entry.get('sha256', '')}"
 
 
 def _counts(builder: ReportBuilder, run: dict[str, Any]) -> str:
@@ -365,19 +387,61 @@ def _records_table(builder: ReportBuilder) -> str:
     )
 
 
+def _bins_table(builder: ReportBuilder) -> str:
+    """The distributions' numbers (the figure's, for a page whose SVG was removed)."""
+    rows = "".join(
+        f"<tr><td>{low:.3f}-{high:.3f}</td><td class='n'>{frames}</td><td class='n'>{records}"
+        "</td></tr>"
+        for low, high, frames, records in zip(
+            BINS[:-1], BINS[1:], builder.frame_histogram, builder.record_histogram, strict=True
+        )
+    )
+    return (
+        "<details id='bins'><summary>The numbers</summary><p>The figure's numbers: kept "
+        "frames by P(virus), scored records by max P(virus), in bins that hold their lower "
+        "bound (the last one both).</p>"
+        "<table><thead><tr><th>P(virus)</th><th class='n'>frames</th><th class='n'>records</th>"
+        f"</tr></thead><tbody>{rows}</tbody></table></details>"
+    )
+
+
+def _regions_table(tracks: list[_Track]) -> str:
+    """The regions of the drawn records (viral_regions.bed has every region)."""
+    regions = [region for track in tracks for region in track.regions]
+    if not regions:
+        return ""
+    rows = "".join(
+        f"<tr><td>{_e(r.id)}</td><td class='n'>{r.start + 1}</td><td class='n'>{r.end}</td>"
+        f"<td class='n'>{r.first_chunk}-{r.last_chunk}</td><td class='n'>{r.viral_chunks}</td>"
+        f"<td class='n'>{_score(r.mean_virus_score)}</td>"
+        f"<td class='n'>{_score(r.max_virus_score)}</td>"
+        f"<td class='n'>{r.record_fraction:.4f}</td></tr>"
+        for r in regions
+    )
+    return (
+        "<table id='regions'><thead><tr><th>region</th><th class='n'>start</th>"
+        "<th class='n'>end</th><th class='n'>chunks</th><th class='n'>viral chunks</th>"
+        "<th class='n'>mean P(virus)</th><th class='n'>max P(virus)</th>"
+        "<th class='n'>record fraction</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
+    )
+
+
 def _tracks(builder: ReportBuilder, figures: list[str]) -> str:
     if not figures:
         return "<section id='tracks'><h2>Chunk tracks</h2><p>No record to draw.</p></section>"
+    tracks = builder.tracks()
     items = "".join(
         f"<figure class='track' data-record='{_e(track.record.id)}'>{svg}</figure>"
-        for track, svg in zip(builder.tracks(), figures, strict=True)
+        for track, svg in zip(tracks, figures, strict=True)
     )
     return (
         "<section id='tracks'><h2>Chunk tracks</h2><p class='note'>Each scored chunk's max "
         "P(virus) along the record at its real window (red: viral chunk, blue: not, grey at 0: "
         "no kept frame); shaded: viral regions. Drawn for the records with regions (the "
-        f"{TRACKS - LONGEST} with the highest P(virus)) and the {LONGEST} longest records."
-        f"</p>{items}</section>"
+        f"{TRACKS - LONGEST} with the highest P(virus)) and the {LONGEST} longest records; "
+        "their regions (bases 1-based, as in viral_regions.gff3) follow."
+        f"</p>{items}{_regions_table(tracks)}</section>"
     )
 
 
@@ -396,10 +460,11 @@ def _page(builder: ReportBuilder, run: dict[str, Any], figures: dict[str, Any]) 
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>{_e(title)}</title><style>{_STYLE}</style></head><body>{banner}"
         f"<header><h1>{_e(title)}</h1><p class='note'>virnucpro-worker; the calls follow "
-        "docs/ALGORITHM.md 7, the regions 10.</p></header><main>"
+        "docs/ALGORITHM.md 7, the regions 10. Every figure's numbers are also in a table, "
+        "for viewers that remove figures (Galaxy's HTML sanitizer).</p></header><main>"
         f"{_counts(builder, run)}<figure id='calls-figure'>{figures['calls']}</figure></section>"
         "<section id='distributions'><h2>P(virus) distributions</h2>"
-        f"<figure>{figures['distributions']}</figure></section>"
+        f"<figure>{figures['distributions']}</figure>{_bins_table(builder)}</section>"
         f"{_records_table(builder)}{_tracks(builder, figures['tracks'])}{_provenance(run)}"
         f"</main><script>{_SCRIPT}</script></body></html>\n"
     )

@@ -64,7 +64,7 @@ def predict_file(
     _warn_on_size_mismatch(predictor.classifier_for(chunk_size).path, chunk_size)
     intermediates = (fasta_stem(input_path), chunk_size) if keep_intermediate else None
     totals = RunTotals()
-    features = (embeddings, predictor.feature_widths[0]) if embeddings else None
+    features = (embeddings, predictor.feature_widths) if embeddings else None
     with ResultWriter(
         out_dir,
         demo=predictor.demo,

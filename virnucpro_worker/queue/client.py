@@ -21,6 +21,7 @@ from ..attention.registry import get_backend
 from ..errors import UserError
 from ..files import sha256_of
 from ..models.model_files import ModelFiles
+from ..pipeline.embeddings import check_dtype
 from ..pipeline.prediction import Prediction
 from ..pipeline.regions import RegionRule
 from ..sequences.chunking import CHUNK_SIZES
@@ -81,13 +82,16 @@ class Client:
         shard_chunks: int | None = None,
         label: str | None = None,
         regions: RegionRule = RegionRule(),  # noqa: B008 (frozen: one shared default is safe)
+        embeddings: str | None = None,
     ) -> int:
         """Store `source` (a path, a stream or (id, sequence) pairs) as a new job and queue its
         shards; returns the job id. A shard holds whole prediction blocks (settings
         `block_bases`), at most `shard_chunks` chunks (settings: about a minute of work on an
         H200) unless a single block has more. The job runs on workers with demo models if
         `demo`, with real ones otherwise; given `models`, only on workers whose model files have
-        the same sha256 (then the files must be readable here)."""
+        the same sha256 (then the files must be readable here). `embeddings` (float16,
+        float32): the workers also keep every frame's features, for `write_outputs` to write
+        embeddings.safetensors and `results(job, embeddings=True)` to return."""
         if chunk_size not in CHUNK_SIZES:
             raise UserError(f"chunk size must be one of {CHUNK_SIZES}, not {chunk_size}")
         attention = attention or self.settings.attention
@@ -95,6 +99,8 @@ class Client:
         shard_chunks = shard_chunks or self.settings.shard_chunks
         if shard_chunks < 1:
             raise UserError(f"shard_chunks must be at least 1, not {shard_chunks}")
+        if embeddings is not None:
+            check_dtype(embeddings)
         with messages.redis_errors(self.redis_url):
             self.redis.ping()  # before anything is stored
         path = source_path(source)
@@ -104,6 +110,7 @@ class Client:
             "block_bases": self.settings.block_bases,
             "models": {"sha256": models.fingerprint(chunk_size)} if models else {"demo": demo},
             "region_rule": regions.to_json(),
+            "embeddings": embeddings,
         }
         job_id = self.store.create_job(
             records_of(source, self.settings.limits),
@@ -179,8 +186,10 @@ class Client:
             messages.cancel_messages(self.redis, [s.id for s in self.store.shards(job_id)])
         return self.status(job_id)
 
-    def results(self, job_id: int) -> Prediction:
-        return self.store.prediction(job_id)
+    def results(self, job_id: int, embeddings: bool = False) -> Prediction:
+        """The job's results; with `embeddings`, its frames' features (`Prediction.embeddings`;
+        the job must have been submitted with embeddings)."""
+        return self.store.prediction(job_id, embeddings)
 
     def write_outputs(self, job_id: int, out_dir: Path | str, viral_fasta: bool = False) -> None:
         """The files `virnucpro predict` writes for the same input and models, byte for byte

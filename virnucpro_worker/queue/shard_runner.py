@@ -11,16 +11,18 @@ not counted). Every database step waits out an unreachable database (`database_p
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 import torch
 
 from ..errors import UserError, first_line
+from ..pipeline.embeddings import EmbeddingPart, embedding_parts
 from ..pipeline.provenance import code_version, now, software
 from ..pipeline.regions import RegionRule
 from ..pipeline.results import RunTotals
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from ..pipeline.predictor import Predictor
+    from ..sequences.translation import KeptFrame
     from .worker import GpuWorker
 
 log = logging.getLogger(__name__)
@@ -117,6 +120,7 @@ class ShardRunner:
         started, totals = now(), RunTotals()
         patience = self.settings.database_patience
         parts = patiently(lambda: self.store.shard_input(claim.shard_id), patience, "input")
+        features = BlockFeatures(claim.parameters.get("embeddings"), predictor.feature_widths[0])
         blocks = predict_stream(
             predictor,
             shard_records(parts, claim.shard_id),
@@ -124,6 +128,7 @@ class ShardRunner:
             first_index=claim.first_record,
             block_bases=claim.parameters["block_bases"],
             regions=RegionRule.from_json(claim.parameters.get("region_rule")),
+            on_features=features.add if features.dtype else None,
         )
         for block in blocks:
             still_ours = self._in_session(
@@ -132,8 +137,9 @@ class ShardRunner:
             if not still_ours:
                 log.info("shard %d: cancelled or taken over; stopping", claim.shard_id)
                 return {"shard": claim.shard_id, "ran": False}
+            write = self.store.write_block
             patiently(
-                lambda block=block: self.store.write_block(claim.job_id, block, claim.shard_id),
+                functools.partial(write, claim.job_id, block, claim.shard_id, features.take()),
                 patience,
                 f"writing shard {claim.shard_id}",
             )
@@ -256,6 +262,22 @@ class ShardRunner:
             messages.deliver(self.worker.connection, queue, [claim.shard_id], fresh=True)
         except redis.exceptions.RedisError as error:
             log.warning("shard %d: not queued again (%s); the sweep will", claim.shard_id, error)
+
+
+class BlockFeatures:
+    """The features of the block being computed, as the database keeps them (a job asked for
+    embeddings in `dtype`): the stream hands a block's features out before the block."""
+
+    def __init__(self, dtype: str | None, nucleotide_width: int) -> None:
+        self.dtype, self.nucleotide_width = dtype, nucleotide_width
+        self.parts: list[EmbeddingPart] = []
+
+    def add(self, _frames: Sequence[KeptFrame], features: torch.Tensor) -> None:
+        self.parts += embedding_parts(features, self.nucleotide_width, self.dtype)
+
+    def take(self) -> list[EmbeddingPart]:
+        parts, self.parts = self.parts, []
+        return parts
 
 
 def device_lost(error: BaseException) -> bool:

@@ -1,5 +1,6 @@
 """Reading sequences, every record checked: FASTA or FASTQ (qualities ignored), plain or
-compressed (gzip, bzip2, xz: recognised by content, not by name), from a file or from Python.
+compressed (gzip, bzip2, xz: recognised by content, not by name), from a file or from Python;
+unaligned BAM or CRAM with the `bam` extra (alignments.py).
 
 Records are read in large binary blocks cut at record boundaries (several times faster than a
 line-by-line parser such as Biopython's, which dominated preparation time); FASTQ is turned
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
 from ..errors import InputError
+from .alignments import is_alignment_file, reads_as_fasta
 
 FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".fas", ".fq", ".fastq")
 COMPRESSION_SUFFIXES = (".gz", ".bz2", ".xz")
@@ -144,6 +146,9 @@ def _format_blocks(handle: BinaryIO, path: Path, size: int) -> Iterator[RawBlock
         if not piece:
             raise InputError(f"{path}: no records, only blank space")
         start = piece.lstrip()
+    if is_alignment_file(start):
+        yield from _fasta_blocks(reads_as_fasta(path, size))
+        return
     pieces = _line_ends_as_newlines(start, handle, size)
     if start.startswith(b">"):
         yield from _fasta_blocks(pieces)

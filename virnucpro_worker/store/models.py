@@ -202,6 +202,21 @@ class RegionPrediction(Base):
     max_virus_score: Mapped[float] = mapped_column(REAL)
 
 
+class EmbeddingRows(Base):
+    """Part of a block's features (a job submitted with `--embeddings`): `rows` consecutive
+    kept frames of the block whose first record is `record`, as raw bytes in the job's dtype
+    (pipeline/embeddings.EmbeddingPart). Parts follow the frames' order."""
+
+    __tablename__ = "frame_embeddings"
+
+    job_id: Mapped[int] = _job_id()
+    record: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # the block's first
+    part: Mapped[int] = mapped_column(Integer, primary_key=True)  # 0, 1, ... in the block
+    rows: Mapped[int] = mapped_column(Integer)
+    dnabert_s: Mapped[bytes] = mapped_column(LargeBinary)
+    esm2: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class Provenance(Base):
     """The run.json a job's files hold, as its exact text."""
 

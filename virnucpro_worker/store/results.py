@@ -9,28 +9,42 @@ same writer turns them into the same files.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 from sqlalchemy import Connection, delete, select
 
+from ..pipeline.embeddings import EmbeddingPart
 from ..pipeline.regions import ViralRegion
 from ..pipeline.results import BlockResult, ChunkCall, FrameScore, RecordSummary
 from .bulk import insert_rows
-from .models import ChunkPrediction, FramePrediction, RecordPrediction, RegionPrediction
+from .models import (
+    ChunkPrediction,
+    EmbeddingRows,
+    FramePrediction,
+    RecordPrediction,
+    RegionPrediction,
+)
 
 FRAMES = FramePrediction.__table__
 CHUNKS = ChunkPrediction.__table__
 RECORDS = RecordPrediction.__table__
 REGIONS = RegionPrediction.__table__
+EMBEDDINGS = EmbeddingRows.__table__
 
 
-def write_block(connection: Connection, job_id: int, block: BlockResult) -> None:
-    """Replace the rows of the block's records with the block's (the caller commits)."""
+def write_block(
+    connection: Connection,
+    job_id: int,
+    block: BlockResult,
+    embeddings: Sequence[EmbeddingPart] = (),
+) -> None:
+    """Replace the rows of the block's records with the block's, and its frames' features
+    with `embeddings` (the caller commits)."""
     if not block.records:
         return
     first, last = block.records[0].index, block.records[-1].index
-    for table in (FRAMES, CHUNKS, RECORDS, REGIONS):
+    for table in (FRAMES, CHUNKS, RECORDS, REGIONS, EMBEDDINGS):
         connection.execute(
             delete(table).where(
                 table.c.job_id == job_id, table.c.record >= first, table.c.record <= last
@@ -40,6 +54,25 @@ def write_block(connection: Connection, job_id: int, block: BlockResult) -> None
     insert_rows(connection, CHUNKS, _chunk_rows(job_id, block.chunks))
     insert_rows(connection, RECORDS, _record_rows(job_id, block.records))
     insert_rows(connection, REGIONS, _region_rows(job_id, block.regions))
+    if embeddings:  # a few large rows: a plain insert
+        rows = [
+            {"job_id": job_id, "record": first, "part": number, "rows": part.rows}
+            | {"dnabert_s": part.dnabert_s, "esm2": part.esm2}
+            for number, part in enumerate(embeddings)
+        ]
+        connection.execute(EMBEDDINGS.insert(), rows)
+
+
+def read_embeddings(connection: Connection, job_id: int) -> Iterator[EmbeddingPart]:
+    """The job's features in the order of its frames, a part at a time."""
+    columns = (EMBEDDINGS.c.rows, EMBEDDINGS.c.dnabert_s, EMBEDDINGS.c.esm2)
+    query = (
+        select(*columns)
+        .where(EMBEDDINGS.c.job_id == job_id)
+        .order_by(EMBEDDINGS.c.record, EMBEDDINGS.c.part)
+    )
+    for rows, dnabert_s, esm2 in connection.execution_options(yield_per=8).execute(query):
+        yield EmbeddingPart(rows, bytes(dnabert_s), bytes(esm2))
 
 
 def _frame_rows(job_id: int, frames: list[FrameScore]) -> Iterator[tuple]:

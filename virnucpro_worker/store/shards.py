@@ -349,6 +349,7 @@ def job_run_record(job: Job, shards: list[Shard], code: dict[str, Any]) -> dict[
                 "packing",
                 "dtype",
                 "device",
+                "feature_widths",
                 "demo_models",
                 "models",
             )

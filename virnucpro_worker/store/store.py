@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -15,6 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ..errors import UserError
+from ..pipeline.embeddings import EmbeddingPart, EmbeddingRecorder
 from ..pipeline.outputs import ResultWriter, run_json_text
 from ..pipeline.prediction import Prediction
 from ..pipeline.results import BlockResult
@@ -31,7 +33,7 @@ from .jobs import (
     shard_records,
 )
 from .models import Job, Provenance, Shard, State
-from .results import read_blocks, write_block
+from .results import read_blocks, read_embeddings, write_block
 
 T = TypeVar("T")
 CONFLICT_TRIES = 8
@@ -139,11 +141,18 @@ class Store:
             query = select(Shard).where(Shard.job_id == job_id).order_by(Shard.index)
             return list(session.scalars(query))
 
-    def write_block(self, job_id: int, block: BlockResult, shard_id: int | None = None) -> None:
-        """One block's rows, in one transaction, replacing any its records had; the job's and
-        the shard's progress counters move with them."""
+    def write_block(
+        self,
+        job_id: int,
+        block: BlockResult,
+        shard_id: int | None = None,
+        embeddings: Sequence[EmbeddingPart] = (),
+    ) -> None:
+        """One block's rows (and its frames' features, for a job asked for embeddings), in one
+        transaction, replacing any its records had; the job's and the shard's progress
+        counters move with them."""
         with self.session() as session:
-            write_block(session.connection(), job_id, block)
+            write_block(session.connection(), job_id, block, embeddings)
             done = {"records_done": len(block.records), "frames_done": len(block.frames)}
             session.execute(
                 update(Job)
@@ -207,7 +216,9 @@ class Store:
         with database_errors(self.url), self.engine.connect() as connection:
             return list(shard_parts(connection, shard_id))
 
-    def prediction(self, job_id: int) -> Prediction:
+    def prediction(self, job_id: int, embeddings: bool = False) -> Prediction:
+        """The job's results; with `embeddings`, its frames' features too (a job submitted
+        with them)."""
         run = self.run_record(job_id)
         frames, chunks, records, regions = [], [], [], []
         for block in self.blocks(job_id):
@@ -215,17 +226,54 @@ class Store:
             chunks += block.chunks
             records += block.records
             regions += block.regions
-        return Prediction(frames, chunks, records, regions, run)
+        arrays = None
+        if embeddings:
+            with tempfile.TemporaryDirectory(prefix="virnucpro-embeddings-") as scratch:
+                options = self._embeddings_of(job_id, run, required=True)
+                with EmbeddingRecorder(Path(scratch), *options) as recorder:
+                    recorder.add_keys(frames)
+                    for part in self._embedding_parts(job_id):
+                        recorder.add_part(part)
+                    arrays = recorder.load()
+        return Prediction(frames, chunks, records, regions, run, arrays)
 
     def write_outputs(self, job_id: int, out_dir: Path | str, viral_fasta: bool = False) -> None:
         """Write the files `virnucpro predict` wrote for the job, byte for byte (run.json
-        included), streaming the rows."""
+        included; embeddings.safetensors for a job submitted with embeddings), streaming the
+        rows."""
         run = self.run_record(job_id)
-        writer = ResultWriter(Path(out_dir), demo=run["demo_models"], viral_fasta=viral_fasta)
+        writer = ResultWriter(
+            Path(out_dir),
+            demo=run["demo_models"],
+            viral_fasta=viral_fasta,
+            embeddings=self._embeddings_of(job_id, run),
+        )
         with writer:
             for block in self.blocks(job_id, viral_sequences=viral_fasta):
                 writer.add(block)
+            if writer.writes_embeddings:
+                for part in self._embedding_parts(job_id):
+                    writer.add_embedding_part(part)
             writer.commit(run)
+
+    def _embeddings_of(
+        self, job_id: int, run: dict[str, Any], required: bool = False
+    ) -> tuple[str, tuple[int, int]] | None:
+        """(dtype, feature widths) of a job submitted with embeddings, else None (or, when
+        `required`, a one-line error)."""
+        dtype = self.job(job_id).parameters.get("embeddings")
+        if dtype is None:
+            if required:
+                raise UserError(f"job {job_id} was not submitted with embeddings")
+            return None
+        widths = run.get("feature_widths")
+        if widths is None:  # run by workers of a version that kept no features
+            raise UserError(f"job {job_id} asked for embeddings, but its workers did not keep them")
+        return dtype, (widths["dnabert_s"], widths["esm2"])
+
+    def _embedding_parts(self, job_id: int) -> Iterator[EmbeddingPart]:
+        with database_errors(self.url), self.engine.connect() as connection:
+            yield from read_embeddings(connection, job_id)
 
 
 def _with_viral_sequences(

@@ -21,6 +21,7 @@ process VIRNUCPRO_SUBMIT {
     tuple val(meta), path("${prefix}/*_mqc.json")                         , emit: multiqc
     tuple val(meta), path("${prefix}/report.html")                        , emit: report
     tuple val(meta), path("${prefix}/viral_sequences.fa")                 , emit: viral_fasta, optional: true
+    tuple val(meta), path("${prefix}/embeddings.safetensors")             , emit: embeddings, optional: true
     tuple val("${task.process}"), val('virnucpro'), eval("virnucpro --version | sed 's/^virnucpro //'"), topic: versions, emit: versions_virnucpro
 
     when:
@@ -48,6 +49,7 @@ process VIRNUCPRO_SUBMIT {
     def args   = task.ext.args ?: ''
     prefix     = task.ext.prefix ?: "${meta.id}"
     def viral  = args.contains('--viral-fasta') ? "touch ${prefix}/viral_sequences.fa" : ''
+    def embeddings = args.contains('--embeddings') ? "touch ${prefix}/embeddings.safetensors" : ''
     if ("${fasta}" == "${prefix}") error "Input and output names are the same, use \"task.ext.prefix\" to disambiguate!"
     """
     echo ${args}
@@ -62,5 +64,6 @@ process VIRNUCPRO_SUBMIT {
     echo '{}' > ${prefix}/virnucpro_calls_mqc.json
     echo '<!DOCTYPE html>' > ${prefix}/report.html
     ${viral}
+    ${embeddings}
     """
 }
