@@ -24,6 +24,7 @@ from virnucpro_worker.pipeline.outputs import (
     VIRAL_FASTA_FILE,
 )
 from virnucpro_worker.pipeline.report import REPORT_FILE
+from virnucpro_worker.pipeline.results import BlockResult, RecordSummary
 from virnucpro_worker.sequences.fasta import read_fasta
 from virnucpro_worker.store import schema
 from virnucpro_worker.store.engine import make_engine, sqlite_file
@@ -34,7 +35,7 @@ from virnucpro_worker.store.models import (
     RecordPrediction,
     RegionPrediction,
 )
-from virnucpro_worker.store.results import read_blocks
+from virnucpro_worker.store.results import read_blocks, write_block
 from virnucpro_worker.store.store import Store
 
 DEMO_INPUT = Path(__file__).parents[1] / "examples" / "demo_contigs.fa"
@@ -300,3 +301,38 @@ def test_an_installed_copy_upgrades_a_database_outside_the_checkout(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert f"schema {schema.head()}" in result.stdout
+
+
+def test_a_column_a_migration_appended_keeps_its_values_where_the_model_declares_it(
+    database_url,
+):
+    """A migration adds a column at the end of its table; the model declares it where it
+    belongs, mid-table (here `max_virus_score`, dropped and added again as such a migration
+    would). Rows go in and come out by column name, so no value lands in a neighbour's column
+    (a positional SQLite INSERT puts the score into `call` and the call into the score)."""
+    engine = make_engine(database_url)
+    schema.upgrade(engine)
+    with engine.begin() as connection:
+        for statement in (
+            "ALTER TABLE record_predictions DROP COLUMN max_virus_score",
+            "ALTER TABLE record_predictions ADD COLUMN max_virus_score REAL",
+        ):
+            connection.exec_driver_sql(statement)
+    records = [
+        RecordSummary(0, "r0", 1000, 2, 7, 2, 1, 0.75, 0.5, "virus"),
+        RecordSummary(1, "r1", 200, 1, 3, 1, 0, 0.25, 0.0, "others"),
+    ]
+    block = BlockResult(records=records, chunks=[], frames=[])
+    with engine.begin() as connection:
+        write_block(connection, 1, block)
+    columns = [RecordPrediction.record_id, RecordPrediction.max_virus_score]
+    columns += [RecordPrediction.viral_chunk_fraction, RecordPrediction.call]
+    with engine.connect() as connection:
+        rows = connection.execute(select(*columns).order_by(RecordPrediction.record)).all()
+        assert [tuple(row) for row in rows] == [
+            ("r0", 0.75, 0.5, "virus"),
+            ("r1", 0.25, 0.0, "others"),
+        ]
+        (back,) = read_blocks(connection, 1)
+    assert back.records == records
+    engine.dispose()
