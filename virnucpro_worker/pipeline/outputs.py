@@ -9,10 +9,12 @@ format (docs/ALGORITHM.md 8) so that existing downstream parsers keep working;
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import string
 import tempfile
 from collections.abc import Iterable, Sequence
+from operator import attrgetter
 from pathlib import Path
 from types import TracebackType
 from typing import TextIO
@@ -53,19 +55,19 @@ RESULT_FILES = (
 )
 OWNED_FILES = (*RESULT_FILES, EMBEDDINGS_FILE, DEMO_NOTICE_FILE, RUN_FILE)
 
-PREDICTIONS_HEADER = "Sequence_ID\tPrediction\tscore1\tscore2"
-HIGHEST_SCORE_HEADER = "Modified_ID\tIs_Virus"
-SUMMARY_COLUMNS = (
-    "record_id",
-    "length",
-    "chunks",
-    "kept_frames",
-    "scored_chunks",
-    "max_virus_score",
-    "viral_chunk_fraction",
-    "call",
-    "viral_regions",  # appended last, so that readers of the earlier columns keep working
+# The original's two formats, fixed.
+PREDICTIONS_COLUMNS = ("Sequence_ID", "Prediction", "score1", "score2")
+HIGHEST_SCORE_COLUMNS = ("Modified_ID", "Is_Virus")
+# sequence_summary.tsv: a column per RecordSummary field, in the dataclass's order (so a new
+# field goes last, and readers of the earlier columns keep working), but for these two; the
+# record's `id` is `record_id`.
+SUMMARY_LEFT_OUT = ("index", "viral_chunks")
+SUMMARY_FIELDS = tuple(
+    field.name for field in dataclasses.fields(RecordSummary) if field.name not in SUMMARY_LEFT_OUT
 )
+SUMMARY_COLUMNS = tuple("record_id" if name == "id" else name for name in SUMMARY_FIELDS)
+PREDICTIONS_HEADER = "\t".join(PREDICTIONS_COLUMNS)
+HIGHEST_SCORE_HEADER = "\t".join(HIGHEST_SCORE_COLUMNS)
 SUMMARY_HEADER = "\t".join(SUMMARY_COLUMNS)
 DEMO_BANNER = "# DEMO MODELS: predictions are meaningless"
 DEMO_WARNING = "DEMO MODELS: these predictions are meaningless (random weights)"
@@ -88,14 +90,20 @@ def prediction_line(frame: FrameScore) -> str:
     return f"{frame.id}\t{frame.label}\t{others}\t{virus}\n"
 
 
+def _fraction(value: float) -> str:
+    return f"{value:.4f}"
+
+
+# How summary fields other than text and counts are written; None (unscored) is empty.
+_SUMMARY_FORMATS = {"max_virus_score": format_score, "viral_chunk_fraction": _fraction}
+_summary_values = attrgetter(*SUMMARY_FIELDS)
+_summary_formats = [_SUMMARY_FORMATS.get(name, str) for name in SUMMARY_FIELDS]
+
+
 def summary_line(record: RecordSummary) -> str:
     """One `sequence_summary.tsv` row; an unscored record has empty score columns."""
-    if record.scored_chunks:
-        scores = [format_score(record.max_virus_score), f"{record.viral_chunk_fraction:.4f}"]
-    else:
-        scores = ["", ""]
-    fields = [record.id, record.length, record.chunks, record.kept_frames, record.scored_chunks]
-    return "\t".join(map(str, [*fields, *scores, record.call, record.viral_regions])) + "\n"
+    values = zip(_summary_formats, _summary_values(record), strict=True)
+    return "\t".join("" if value is None else write(value) for write, value in values) + "\n"
 
 
 # The viral region files, BED and GFF3 (docs/ALGORITHM.md 10).
