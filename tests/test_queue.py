@@ -12,23 +12,19 @@ from pathlib import Path
 
 import pytest
 from models_for_tests import DemoModels, model_args
+from result_files import assert_same_results
 from rq.job import Job
 from services import RedisServer, Workers
 from sqlalchemy import func, select, update
 
 from virnucpro_worker.errors import UserError
 from virnucpro_worker.interfaces.cli import main
-from virnucpro_worker.pipeline.multiqc import CALLS_FILE, GENERAL_STATS_FILE
 from virnucpro_worker.pipeline.outputs import (
-    HIGHEST_SCORE_FILE,
     PREDICTIONS_FILE,
     REGIONS_BED_FILE,
-    REGIONS_GFF3_FILE,
     RUN_FILE,
-    SUMMARY_FILE,
 )
 from virnucpro_worker.pipeline.regions import RegionRule
-from virnucpro_worker.pipeline.report import PROVENANCE_END, PROVENANCE_START, REPORT_FILE
 from virnucpro_worker.queue import messages
 from virnucpro_worker.queue.client import Client
 from virnucpro_worker.settings import Settings
@@ -36,15 +32,6 @@ from virnucpro_worker.store.models import FramePrediction, Shard
 from virnucpro_worker.store.store import Store
 
 DEMO_INPUT = Path(__file__).parents[1] / "examples" / "demo_contigs.fa"
-RESULTS = (
-    PREDICTIONS_FILE,
-    HIGHEST_SCORE_FILE,
-    SUMMARY_FILE,
-    REGIONS_BED_FILE,
-    REGIONS_GFF3_FILE,
-    GENERAL_STATS_FILE,
-    CALLS_FILE,
-)
 BLOCK_BASES = 4000  # small blocks: the demo input makes several shards
 FAST = {"lease_seconds": 3, "heartbeat_seconds": 0.5}
 DEMO_QUEUE = "virnucpro-500-demo"
@@ -83,18 +70,6 @@ def in_process(demo_models: DemoModels, source: Path, out: Path, monkeypatch, *e
     options += extra
     assert main(["predict", str(source), *options]) == 0
     return out
-
-
-def without_provenance(report: Path) -> str:
-    """report.html less its provenance panel (run.json's content, which names the job)."""
-    page = report.read_text()
-    return page[: page.index(PROVENANCE_START)] + page[page.index(PROVENANCE_END) :]
-
-
-def assert_same_results(a: Path, b: Path) -> None:
-    for name in RESULTS:
-        assert (a / name).read_bytes() == (b / name).read_bytes(), name
-    assert without_provenance(a / REPORT_FILE) == without_provenance(b / REPORT_FILE)
 
 
 def test_a_jobs_region_rule_reaches_its_workers(service, demo_models, tmp_path, monkeypatch):

@@ -3,6 +3,7 @@ back as the files byte for byte, idempotent writes, concurrent writers, clean er
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 from pathlib import Path
 
@@ -13,18 +14,12 @@ from sqlalchemy import func, select
 import virnucpro_worker
 from virnucpro_worker.errors import UserError
 from virnucpro_worker.interfaces.cli import main
-from virnucpro_worker.pipeline.multiqc import CALLS_FILE, GENERAL_STATS_FILE
 from virnucpro_worker.pipeline.outputs import (
-    HIGHEST_SCORE_FILE,
     PREDICTIONS_FILE,
-    REGIONS_BED_FILE,
-    REGIONS_GFF3_FILE,
+    RESULT_FILES,
     RUN_FILE,
-    SUMMARY_FILE,
-    VIRAL_FASTA_FILE,
 )
-from virnucpro_worker.pipeline.report import REPORT_FILE
-from virnucpro_worker.pipeline.results import BlockResult, RecordSummary
+from virnucpro_worker.pipeline.results import BlockResult, ChunkCall, RecordSummary
 from virnucpro_worker.sequences.fasta import read_fasta
 from virnucpro_worker.store import schema
 from virnucpro_worker.store.engine import make_engine, sqlite_file
@@ -35,22 +30,10 @@ from virnucpro_worker.store.models import (
     RecordPrediction,
     RegionPrediction,
 )
-from virnucpro_worker.store.results import read_blocks, write_block
+from virnucpro_worker.store.results import StoredRows, read_blocks, write_block
 from virnucpro_worker.store.store import Store
 
 DEMO_INPUT = Path(__file__).parents[1] / "examples" / "demo_contigs.fa"
-FILES = (
-    PREDICTIONS_FILE,
-    HIGHEST_SCORE_FILE,
-    SUMMARY_FILE,
-    REGIONS_BED_FILE,
-    REGIONS_GFF3_FILE,
-    GENERAL_STATS_FILE,
-    CALLS_FILE,
-    REPORT_FILE,
-    RUN_FILE,
-    VIRAL_FASTA_FILE,
-)
 PARAMETERS = {
     "chunk_size": 500,
     "attention": "flash-varlen",
@@ -99,7 +82,7 @@ def test_predict_db_then_results_gives_the_same_files(demo_models, database_url,
         )
         == 0
     )
-    for name in FILES:
+    for name in (*RESULT_FILES, RUN_FILE):
         assert (tmp_path / "back" / name).read_bytes() == (
             tmp_path / "predict" / name
         ).read_bytes(), name
@@ -336,3 +319,18 @@ def test_a_column_a_migration_appended_keeps_its_values_where_the_model_declares
         (back,) = read_blocks(connection, 1)
     assert back.records == records
     engine.dispose()
+
+
+def test_a_row_field_without_a_column_or_a_column_without_a_field_is_an_error():
+    """Adding a field to a row type without its column (or the reverse) fails at import, with
+    the names, instead of leaving the field unstored."""
+
+    @dataclasses.dataclass
+    class Extended(RecordSummary):
+        mean_virus_score: float = 0.0
+
+    renamed = {"record": "index", "record_id": "id"}
+    with pytest.raises(TypeError, match=r"fields without a column \['mean_virus_score'\]"):
+        StoredRows(RecordPrediction, Extended, not_stored=["viral_regions"], renamed=renamed)
+    with pytest.raises(TypeError, match=r"columns without a field \['length', 'chunks'"):
+        StoredRows(RecordPrediction, ChunkCall, not_stored=["record_id"])
