@@ -60,10 +60,14 @@ class StoredRows:
         self._values = attrgetter(*self.fields)
         self._readers = [_reader(self.table.c[name]) for name in self.columns]
 
-    def write(self, connection: Connection, job_id: int, rows: Sequence[Any]) -> None:
+    def tuples(self, job_id: int, items: Sequence[Any]) -> Iterator[tuple]:
+        """The rows of `items`: (job_id, *columns)."""
         values = self._values
+        return ((job_id, *values(item)) for item in items)
+
+    def write(self, connection: Connection, job_id: int, items: Sequence[Any]) -> None:
         columns = ("job_id", *self.columns)
-        insert_rows(connection, self.table, columns, ((job_id, *values(row)) for row in rows))
+        insert_rows(connection, self.table, columns, self.tuples(job_id, items))
 
     def query(self, job_id: int) -> Select:
         """The job's rows: `columns` in this order, sorted by key."""
@@ -71,7 +75,7 @@ class StoredRows:
         columns = [self.table.c[name] for name in self.columns]
         return select(*columns).where(self.table.c.job_id == job_id).order_by(*key)
 
-    def rows(self, rows: Sequence[Row], **not_stored: Sequence[Any]) -> list:
+    def read(self, rows: Sequence[Row], **not_stored: Sequence[Any]) -> list:
         """Row objects from `query`'s rows and the values of the fields not stored."""
         if not rows:
             return []
@@ -150,7 +154,7 @@ def read_blocks(
         region_rows = list(regions.take_through(last))
         counts = collections.Counter(row[REGIONS.record_position] for row in region_rows)
         indexes = [row[RECORDS.record_position] for row in batch]
-        summaries = RECORDS.rows(batch, viral_regions=[counts[index] for index in indexes])
+        summaries = RECORDS.read(batch, viral_regions=[counts[index] for index in indexes])
         by_index = {record.index: record for record in summaries}
         yield BlockResult(
             records=summaries,
@@ -164,7 +168,7 @@ def _with_record(stored: StoredRows, rows: list[Row], records: dict[int, RecordS
     """`stored`'s row objects, with the fields they take from their records."""
     owners = [records[row[stored.record_position]] for row in rows]
     taken = {name: list(map(FROM_RECORD[name], owners)) for name in stored.not_stored}
-    return stored.rows(rows, **taken)
+    return stored.read(rows, **taken)
 
 
 def _stream(connection: Connection, stored: StoredRows, job_id: int) -> Iterator[Row]:
