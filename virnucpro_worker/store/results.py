@@ -80,10 +80,10 @@ class StoredRows:
         if not rows:
             return []
         values = dict(not_stored)
-        for field, read, column in zip(
+        for field, reader, column in zip(
             self.fields, self._readers, zip(*rows, strict=True), strict=True
         ):
-            values[field] = read(column)
+            values[field] = reader(column)
         arguments = (values[field.name] for field in dataclasses.fields(self.row_type))
         return list(map(self.row_type, *arguments))
 
