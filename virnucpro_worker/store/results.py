@@ -57,13 +57,8 @@ class StoredRows:
                 f"a field {stray}, fields without a column {sorted(unstored)}"
             )
         self.record_position = self.columns.index("record")
-        self._values = attrgetter(*self.fields)
+        self.tuples = _tuples(self.fields)
         self._readers = [_reader(self.table.c[name]) for name in self.columns]
-
-    def tuples(self, job_id: int, items: Sequence[Any]) -> Iterator[tuple]:
-        """The rows of `items`: (job_id, *columns)."""
-        values = self._values
-        return ((job_id, *values(item)) for item in items)
 
     def write(self, connection: Connection, job_id: int, items: Sequence[Any]) -> None:
         columns = ("job_id", *self.columns)
@@ -86,6 +81,17 @@ class StoredRows:
             values[field] = reader(column)
         arguments = (values[field.name] for field in dataclasses.fields(self.row_type))
         return list(map(self.row_type, *arguments))
+
+
+def _tuples(fields: Sequence[str]) -> Callable[[int, Sequence[Any]], Iterator[tuple]]:
+    """`tuples(job_id, items)`: the row `(job_id, item.<field>, ...)` of each item, as a
+    function compiled the way `dataclasses` compiles `__init__` (the names are a dataclass's
+    fields): attribute reads in bytecode build rows three times faster than `attrgetter`,
+    and a metagenome has tens of millions of frames."""
+    if not all(name.isidentifier() for name in fields):
+        raise ValueError(f"not field names: {fields}")
+    reads = "".join(f"item.{name}, " for name in fields)
+    return eval(f"lambda job_id, items: ((job_id, {reads}) for item in items)")
 
 
 def _reader(column: Column) -> Callable[[Sequence[Any]], Sequence[Any]]:
