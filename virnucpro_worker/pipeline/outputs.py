@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from operator import attrgetter
 from pathlib import Path
 from types import TracebackType
-from typing import TextIO
+from typing import NamedTuple, TextIO
 
 import numpy as np
 import torch
@@ -382,8 +382,17 @@ class _MergedFeatures:
         self.raw.close()
 
 
-def read_prediction_results(path: Path | str) -> list[tuple[str, str, float, float]]:
-    """Rows (Sequence_ID, Prediction, score1, score2) of a `prediction_results.txt`."""
+class PredictionRow(NamedTuple):
+    """A row of `prediction_results.txt`, as read back."""
+
+    sequence_id: str
+    prediction: str
+    score1: float
+    score2: float
+
+
+def read_prediction_results(path: Path | str) -> list[PredictionRow]:
+    """The rows of a `prediction_results.txt`."""
     path = Path(path)
     with path.open() as handle:
         header = handle.readline().rstrip("\n")
@@ -392,21 +401,22 @@ def read_prediction_results(path: Path | str) -> list[tuple[str, str, float, flo
         return [_prediction_row(path, number, line) for number, line in enumerate(handle, 2)]
 
 
-def _prediction_row(path: Path, number: int, line: str) -> tuple[str, str, float, float]:
+def _prediction_row(path: Path, number: int, line: str) -> PredictionRow:
     fields = line.rstrip("\n").split("\t")
     try:
         sequence_id, label, score1, score2 = fields
-        return sequence_id, label, float(score1), float(score2)
+        return PredictionRow(sequence_id, label, float(score1), float(score2))
     except ValueError:
         raise UserError(
             f"{path}:{number}: expected 4 tab-separated fields: id, label, score1, score2"
         ) from None
 
 
-def highest_scores_from(rows: Iterable[tuple[str, str, float, float]]) -> list[tuple[str, bool]]:
+def highest_scores_from(rows: Iterable[PredictionRow]) -> list[tuple[str, bool]]:
     """The original's highest-score table recomputed from per-frame rows as read back from
     the text (as the original did): (Modified_ID, Is_Virus), sorted."""
     scores: dict[str, list[tuple[float, float]]] = {}
-    for sequence_id, _label, score1, score2 in rows:
-        scores.setdefault(sequence_id[:-2], []).append((score1, score2))  # strip F1..R3
+    for row in rows:
+        chunk = row.sequence_id[:-2]  # strip F1..R3
+        scores.setdefault(chunk, []).append((row.score1, row.score2))
     return sorted((chunk, chunk_is_virus(*chunk_maxima(pairs))) for chunk, pairs in scores.items())
