@@ -32,12 +32,7 @@ from virnucpro_worker.sequences.fasta import FastaRecord  # noqa: E402
 from virnucpro_worker.sequences.prepare import PreparedBlock, RecordInfo  # noqa: E402
 from virnucpro_worker.sequences.translation import KeptFrame  # noqa: E402
 from virnucpro_worker.store.jobs import InputFile  # noqa: E402
-from virnucpro_worker.store.results import (  # noqa: E402
-    _chunk_rows,
-    _frame_rows,
-    _record_rows,
-    read_blocks,
-)
+from virnucpro_worker.store.results import CHUNKS, FRAMES, RECORDS, read_blocks  # noqa: E402
 from virnucpro_worker.store.store import Store  # noqa: E402
 
 FRAMES_PER_BLOCK = 6000
@@ -74,9 +69,9 @@ def in_memory(blocks: list) -> float:
     start = time.perf_counter()
     for block in blocks:
         for rows in (
-            _frame_rows(0, block.frames),
-            _chunk_rows(0, block.chunks),
-            _record_rows(0, block.records),
+            FRAMES.tuples(0, block.frames),
+            CHUNKS.tuples(0, block.chunks),
+            RECORDS.tuples(0, block.records),
         ):
             for _ in rows:
                 pass

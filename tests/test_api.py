@@ -9,35 +9,20 @@ import json
 import pytest
 import torch
 from models_for_tests import CONFORMANCE, DemoModels, model_args
+from result_files import assert_same_results
 
 import virnucpro_worker
 from virnucpro_worker.errors import InputError, UserError
 from virnucpro_worker.interfaces.cli import main
 from virnucpro_worker.pipeline import stream as stream_module
-from virnucpro_worker.pipeline.multiqc import CALLS_FILE, GENERAL_STATS_FILE
 from virnucpro_worker.pipeline.outputs import (
-    HIGHEST_SCORE_FILE,
-    PREDICTIONS_FILE,
-    REGIONS_BED_FILE,
-    REGIONS_GFF3_FILE,
     RUN_FILE,
-    SUMMARY_FILE,
 )
 from virnucpro_worker.pipeline.predictor import LoadedModels, Predictor
-from virnucpro_worker.pipeline.report import REPORT_FILE
 from virnucpro_worker.pipeline.stream import StreamProgress, predict_stream
 from virnucpro_worker.sequences.fasta import read_fasta
 
 WITH_ORFS = CONFORMANCE / "test_with_orfs.fa"
-RESULT_FILES = (
-    PREDICTIONS_FILE,
-    HIGHEST_SCORE_FILE,
-    SUMMARY_FILE,
-    REGIONS_BED_FILE,
-    REGIONS_GFF3_FILE,
-    GENERAL_STATS_FILE,
-    CALLS_FILE,
-)
 
 
 @pytest.fixture(scope="module")
@@ -138,10 +123,7 @@ def test_prediction_write_is_byte_identical_to_the_cli(demo_models, predictor, t
     )
     assert code == 0
     predictor.predict(WITH_ORFS, 500).write(tmp_path / "api")
-    for name in RESULT_FILES:
-        assert (tmp_path / "api" / name).read_bytes() == (tmp_path / "cli" / name).read_bytes()
-    report = (tmp_path / "api" / REPORT_FILE).read_bytes()
-    assert report == (tmp_path / "cli" / REPORT_FILE).read_bytes()  # provenance included
+    assert_same_results(tmp_path / "api", tmp_path / "cli")
     cli_run = json.loads((tmp_path / "cli" / RUN_FILE).read_text())
     api_run = json.loads((tmp_path / "api" / RUN_FILE).read_text())
     assert api_run["outputs"] == cli_run["outputs"]
@@ -162,8 +144,7 @@ def test_the_api_embeds_blocks_of_the_configured_size_as_the_cli_does(
     blocks = list(predictor.predict_stream(fasta, 500))
     assert len(blocks) > 1 and all(sum(r.length for r in b.records) < 6000 for b in blocks)
     predictor.predict(fasta, 500).write(tmp_path / "api")
-    for name in RESULT_FILES:
-        assert (tmp_path / "api" / name).read_bytes() == (tmp_path / "cli" / name).read_bytes()
+    assert_same_results(tmp_path / "api", tmp_path / "cli")
     for where in ("api", "cli"):
         run = json.loads((tmp_path / where / RUN_FILE).read_text())
         assert run["block_bases"] == 3000

@@ -16,7 +16,16 @@ import pytest
 import virnucpro_worker
 from virnucpro_worker.pipeline.embeddings import EMBEDDINGS_FILE
 from virnucpro_worker.pipeline.multiqc import CALLS_FILE, GENERAL_STATS_FILE
-from virnucpro_worker.pipeline.outputs import RESULT_FILES, RUN_FILE
+from virnucpro_worker.pipeline.outputs import (
+    HIGHEST_SCORE_COLUMNS,
+    HIGHEST_SCORE_FILE,
+    PREDICTIONS_COLUMNS,
+    PREDICTIONS_FILE,
+    RESULT_FILES,
+    RUN_FILE,
+    SUMMARY_COLUMNS,
+    SUMMARY_FILE,
+)
 
 TOOL_DIR = Path(__file__).resolve().parents[1] / "galaxy_tool"
 TEST_DATA = TOOL_DIR / "test-data"
@@ -84,6 +93,54 @@ def test_version_profile_and_requirement(tool, tokens):
 def test_outputs_are_the_cli_files(tool):
     names = {data.get("from_work_dir", "").removeprefix("out/") for data in tool.iter("data")}
     assert names == CLI_OUTPUTS
+
+
+# The tabular outputs' columns: the token prefix macros.xml names them under.
+TABULAR = {
+    PREDICTIONS_FILE: ("PREDICTIONS", PREDICTIONS_COLUMNS),
+    HIGHEST_SCORE_FILE: ("HIGHEST_SCORE", HIGHEST_SCORE_COLUMNS),
+    SUMMARY_FILE: ("SUMMARY", SUMMARY_COLUMNS),
+}
+
+
+def _expanded(element: ET.Element, tokens: dict[str, str]) -> ET.Element:
+    """`element` with the tokens in its attributes replaced, as Galaxy does."""
+    for node in element.iter():
+        for key, value in node.attrib.items():
+            for token, text in tokens.items():
+                value = value.replace(token, text)
+            node.set(key, value)
+    return element
+
+
+def test_the_column_tokens_are_the_declared_columns(tokens):
+    for prefix, columns in TABULAR.values():
+        expected = {
+            f"@{prefix}_COLUMNS@": ",".join(columns),
+            f"@{prefix}_HEADER@": "\t".join(columns),
+            f"@{prefix}_WIDTH@": str(len(columns)),
+        }
+        assert {token: tokens.get(token) for token in expected} == expected
+
+
+def test_the_tabular_outputs_and_their_tests_name_the_declared_columns(tokens):
+    raw = (TOOL_DIR / "virnucpro.xml").read_text()
+    tool = _expanded(ET.parse(TOOL_DIR / "virnucpro.xml").getroot(), tokens)
+    for name, (_, columns) in TABULAR.items():
+        # Written once, in macros.xml: the tool only uses the tokens.
+        assert ",".join(columns) not in raw and "&#9;".join(columns) not in raw, name
+        (data,) = tool.findall(f"outputs/data[@from_work_dir='out/{name}']")
+        assert data.find("actions/action[@name='column_names']").get("default") == ",".join(columns)
+        outputs = tool.findall(f"tests/test/output[@name='{data.get('name')}']")
+        assert outputs, name
+        for output in outputs:
+            for metadata in output.findall("metadata[@name='column_names']"):
+                assert metadata.get("value") == ",".join(columns), name
+            for width in output.iter("has_n_columns"):
+                assert width.get("n") == str(len(columns)), name
+            for line in output.iter("has_line"):
+                if line.get("line").startswith(columns[0] + "\t"):
+                    assert line.get("line") == "\t".join(columns), name
 
 
 def test_tests_name_existing_files_and_a_known_model_set(tool, table_columns):

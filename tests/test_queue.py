@@ -13,23 +13,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 from models_for_tests import DemoModels, model_args
+from result_files import assert_same_results
 from rq.job import Job
 from services import RedisServer, Workers
 from sqlalchemy import func, select, update
 
 from virnucpro_worker.errors import UserError
 from virnucpro_worker.interfaces.cli import main
-from virnucpro_worker.pipeline.multiqc import CALLS_FILE, GENERAL_STATS_FILE
 from virnucpro_worker.pipeline.outputs import (
-    HIGHEST_SCORE_FILE,
     PREDICTIONS_FILE,
     REGIONS_BED_FILE,
-    REGIONS_GFF3_FILE,
     RUN_FILE,
-    SUMMARY_FILE,
 )
 from virnucpro_worker.pipeline.regions import RegionRule
-from virnucpro_worker.pipeline.report import REPORT_FILE
 from virnucpro_worker.queue import messages
 from virnucpro_worker.queue.client import Client
 from virnucpro_worker.settings import Settings
@@ -37,16 +33,6 @@ from virnucpro_worker.store.models import FramePrediction, Shard
 from virnucpro_worker.store.store import Store
 
 DEMO_INPUT = Path(__file__).parents[1] / "examples" / "demo_contigs.fa"
-RESULTS = (
-    PREDICTIONS_FILE,
-    HIGHEST_SCORE_FILE,
-    SUMMARY_FILE,
-    REGIONS_BED_FILE,
-    REGIONS_GFF3_FILE,
-    GENERAL_STATS_FILE,
-    CALLS_FILE,
-    REPORT_FILE,
-)
 BLOCK_BASES = 4000  # small blocks: the demo input makes several shards
 FAST = {"lease_seconds": 3, "heartbeat_seconds": 0.5}
 DEMO_QUEUE = "virnucpro-500-demo"
@@ -85,17 +71,6 @@ def in_process(demo_models: DemoModels, source: Path, out: Path, monkeypatch, *e
     options += extra
     assert main(["predict", str(source), *options]) == 0
     return out
-
-
-def assert_same_results(a: Path, b: Path) -> None:
-    """Every file but run.json (which names the job, its shards and times) byte for byte,
-    report.html included; both folders hold the same files."""
-    names = sorted(path.name for path in a.iterdir())
-    assert names == sorted(path.name for path in b.iterdir())
-    assert set(RESULTS) <= set(names)
-    for name in names:
-        if name != RUN_FILE:
-            assert (a / name).read_bytes() == (b / name).read_bytes(), name
 
 
 def test_a_jobs_region_rule_reaches_its_workers(service, demo_models, tmp_path, monkeypatch):

@@ -14,40 +14,29 @@ from hypothesis import strategies as st
 
 from virnucpro_worker.errors import UserError
 from virnucpro_worker.pipeline.calls import chunk_is_virus, frame_label, record_call
-from virnucpro_worker.pipeline.multiqc import CALLS_FILE, GENERAL_STATS_FILE
 from virnucpro_worker.pipeline.outputs import (
     DEMO_BANNER,
     DEMO_NOTICE_FILE,
     HIGHEST_SCORE_FILE,
     PREDICTIONS_FILE,
-    REGIONS_BED_FILE,
-    REGIONS_GFF3_FILE,
+    RESULT_FILES,
     RUN_FILE,
     SUMMARY_FILE,
     SUMMARY_HEADER,
+    VIRAL_FASTA_FILE,
     ResultWriter,
     format_score,
     highest_scores_from,
     read_prediction_results,
     write_highest_scores,
 )
-from virnucpro_worker.pipeline.report import REPORT_FILE
 from virnucpro_worker.pipeline.results import BlockResult, block_result
 from virnucpro_worker.sequences.prepare import PreparedBlock, RecordInfo
 from virnucpro_worker.sequences.translation import KeptFrame
 
 VANILLA = Path(__file__).parent / "data" / "vanilla_500"
-RESULT_FILES = {
-    PREDICTIONS_FILE,
-    HIGHEST_SCORE_FILE,
-    SUMMARY_FILE,
-    REGIONS_BED_FILE,
-    REGIONS_GFF3_FILE,
-    GENERAL_STATS_FILE,
-    CALLS_FILE,
-    REPORT_FILE,
-    RUN_FILE,
-}
+# What a run writes, but for the optional viral FASTA.
+WRITTEN_FILES = {*RESULT_FILES, RUN_FILE} - {VIRAL_FASTA_FILE}
 
 
 def kept(frame_id: str) -> KeptFrame:
@@ -272,7 +261,7 @@ def test_real_results_remove_an_earlier_demo_notice(tmp_path: Path) -> None:
 def test_run_json_lists_the_outputs(tmp_path: Path) -> None:
     one_block(tmp_path, demo=True)
     run = json.loads((tmp_path / RUN_FILE).read_text())
-    assert run["outputs"] == sorted(RESULT_FILES | {DEMO_NOTICE_FILE})
+    assert run["outputs"] == sorted(WRITTEN_FILES | {DEMO_NOTICE_FILE})
 
 
 @pytest.mark.parametrize("demo", [False, True])
@@ -294,9 +283,9 @@ def test_a_failure_inside_the_writer_leaves_no_file(tmp_path: Path, demo: bool) 
 def test_files_appear_only_when_the_writer_commits(tmp_path: Path) -> None:
     with ResultWriter(tmp_path) as writer:
         writer.add(result([RecordInfo("s", 500, 1)], ["s_chunk_1F1"], (0.4, 0.6)))
-        assert not RESULT_FILES & {path.name for path in tmp_path.iterdir()}
+        assert not WRITTEN_FILES & {path.name for path in tmp_path.iterdir()}
         writer.commit({})
-    assert {path.name for path in tmp_path.iterdir()} == RESULT_FILES
+    assert {path.name for path in tmp_path.iterdir()} == WRITTEN_FILES
 
 
 def test_inconsistent_blocks_are_rejected(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ back as the files byte for byte, idempotent writes, concurrent writers, clean er
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 from pathlib import Path
 
@@ -13,17 +14,12 @@ from sqlalchemy import func, select
 import virnucpro_worker
 from virnucpro_worker.errors import UserError
 from virnucpro_worker.interfaces.cli import main
-from virnucpro_worker.pipeline.multiqc import CALLS_FILE, GENERAL_STATS_FILE
 from virnucpro_worker.pipeline.outputs import (
-    HIGHEST_SCORE_FILE,
     PREDICTIONS_FILE,
-    REGIONS_BED_FILE,
-    REGIONS_GFF3_FILE,
+    RESULT_FILES,
     RUN_FILE,
-    SUMMARY_FILE,
-    VIRAL_FASTA_FILE,
 )
-from virnucpro_worker.pipeline.report import REPORT_FILE
+from virnucpro_worker.pipeline.results import BlockResult, ChunkCall, RecordSummary
 from virnucpro_worker.sequences.fasta import read_fasta
 from virnucpro_worker.store import schema
 from virnucpro_worker.store.engine import make_engine, sqlite_file
@@ -34,22 +30,10 @@ from virnucpro_worker.store.models import (
     RecordPrediction,
     RegionPrediction,
 )
-from virnucpro_worker.store.results import read_blocks
+from virnucpro_worker.store.results import StoredRows, read_blocks, write_block
 from virnucpro_worker.store.store import Store
 
 DEMO_INPUT = Path(__file__).parents[1] / "examples" / "demo_contigs.fa"
-FILES = (
-    PREDICTIONS_FILE,
-    HIGHEST_SCORE_FILE,
-    SUMMARY_FILE,
-    REGIONS_BED_FILE,
-    REGIONS_GFF3_FILE,
-    GENERAL_STATS_FILE,
-    CALLS_FILE,
-    REPORT_FILE,
-    RUN_FILE,
-    VIRAL_FASTA_FILE,
-)
 PARAMETERS = {
     "chunk_size": 500,
     "attention": "flash-varlen",
@@ -98,7 +82,7 @@ def test_predict_db_then_results_gives_the_same_files(demo_models, database_url,
         )
         == 0
     )
-    for name in FILES:
+    for name in (*RESULT_FILES, RUN_FILE):
         assert (tmp_path / "back" / name).read_bytes() == (
             tmp_path / "predict" / name
         ).read_bytes(), name
@@ -300,3 +284,53 @@ def test_an_installed_copy_upgrades_a_database_outside_the_checkout(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert f"schema {schema.head()}" in result.stdout
+
+
+def test_a_column_a_migration_appended_keeps_its_values_where_the_model_declares_it(
+    database_url,
+):
+    """A migration adds a column at the end of its table; the model declares it where it
+    belongs, mid-table (here `max_virus_score`, dropped and added again as such a migration
+    would). Rows go in and come out by column name, so no value lands in a neighbour's column
+    (a positional SQLite INSERT puts the score into `call` and the call into the score)."""
+    engine = make_engine(database_url)
+    schema.upgrade(engine)
+    with engine.begin() as connection:
+        for statement in (
+            "ALTER TABLE record_predictions DROP COLUMN max_virus_score",
+            "ALTER TABLE record_predictions ADD COLUMN max_virus_score REAL",
+        ):
+            connection.exec_driver_sql(statement)
+    records = [
+        RecordSummary(0, "r0", 1000, 2, 7, 2, 1, 0.75, 0.5, "virus"),
+        RecordSummary(1, "r1", 200, 1, 3, 1, 0, 0.25, 0.0, "others"),
+    ]
+    block = BlockResult(records=records, chunks=[], frames=[])
+    with engine.begin() as connection:
+        write_block(connection, 1, block)
+    columns = [RecordPrediction.record_id, RecordPrediction.max_virus_score]
+    columns += [RecordPrediction.viral_chunk_fraction, RecordPrediction.call]
+    with engine.connect() as connection:
+        rows = connection.execute(select(*columns).order_by(RecordPrediction.record)).all()
+        assert [tuple(row) for row in rows] == [
+            ("r0", 0.75, 0.5, "virus"),
+            ("r1", 0.25, 0.0, "others"),
+        ]
+        (back,) = read_blocks(connection, 1)
+    assert back.records == records
+    engine.dispose()
+
+
+def test_a_row_field_without_a_column_or_a_column_without_a_field_is_an_error():
+    """Adding a field to a row type without its column (or the reverse) fails at import, with
+    the names, instead of leaving the field unstored."""
+
+    @dataclasses.dataclass
+    class Extended(RecordSummary):
+        mean_virus_score: float = 0.0
+
+    renamed = {"record": "index", "record_id": "id"}
+    with pytest.raises(TypeError, match=r"fields without a column \['mean_virus_score'\]"):
+        StoredRows(RecordPrediction, Extended, not_stored=["viral_regions"], renamed=renamed)
+    with pytest.raises(TypeError, match=r"columns without a field \['length', 'chunks'"):
+        StoredRows(RecordPrediction, ChunkCall, not_stored=["record_id"])

@@ -9,13 +9,15 @@ format (docs/ALGORITHM.md 8) so that existing downstream parsers keep working;
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import string
 import tempfile
 from collections.abc import Iterable, Sequence
+from operator import attrgetter
 from pathlib import Path
 from types import TracebackType
-from typing import TextIO
+from typing import NamedTuple, TextIO
 
 import numpy as np
 import torch
@@ -59,19 +61,19 @@ RESULT_FILES = (
 )
 OWNED_FILES = (*RESULT_FILES, EMBEDDINGS_FILE, DEMO_NOTICE_FILE, RUN_FILE)
 
-PREDICTIONS_HEADER = "Sequence_ID\tPrediction\tscore1\tscore2"
-HIGHEST_SCORE_HEADER = "Modified_ID\tIs_Virus"
-SUMMARY_COLUMNS = (
-    "record_id",
-    "length",
-    "chunks",
-    "kept_frames",
-    "scored_chunks",
-    "max_virus_score",
-    "viral_chunk_fraction",
-    "call",
-    "viral_regions",  # appended last, so that readers of the earlier columns keep working
+# The original's two formats, fixed.
+PREDICTIONS_COLUMNS = ("Sequence_ID", "Prediction", "score1", "score2")
+HIGHEST_SCORE_COLUMNS = ("Modified_ID", "Is_Virus")
+# sequence_summary.tsv: a column per RecordSummary field, in the dataclass's order (so a new
+# field goes last, and readers of the earlier columns keep working), but for these two; the
+# record's `id` is `record_id`.
+SUMMARY_LEFT_OUT = ("index", "viral_chunks")
+SUMMARY_FIELDS = tuple(
+    field.name for field in dataclasses.fields(RecordSummary) if field.name not in SUMMARY_LEFT_OUT
 )
+SUMMARY_COLUMNS = tuple("record_id" if name == "id" else name for name in SUMMARY_FIELDS)
+PREDICTIONS_HEADER = "\t".join(PREDICTIONS_COLUMNS)
+HIGHEST_SCORE_HEADER = "\t".join(HIGHEST_SCORE_COLUMNS)
 SUMMARY_HEADER = "\t".join(SUMMARY_COLUMNS)
 DEMO_BANNER = "# DEMO MODELS: predictions are meaningless"
 DEMO_WARNING = "DEMO MODELS: these predictions are meaningless (random weights)"
@@ -94,14 +96,20 @@ def prediction_line(frame: FrameScore) -> str:
     return f"{frame.id}\t{frame.label}\t{others}\t{virus}\n"
 
 
+def _fraction(value: float) -> str:
+    return f"{value:.4f}"
+
+
+# How summary fields other than text and counts are written; None (unscored) is empty.
+_SUMMARY_FORMATS = {"max_virus_score": format_score, "viral_chunk_fraction": _fraction}
+_summary_values = attrgetter(*SUMMARY_FIELDS)
+_summary_formats = [_SUMMARY_FORMATS.get(name, str) for name in SUMMARY_FIELDS]
+
+
 def summary_line(record: RecordSummary) -> str:
     """One `sequence_summary.tsv` row; an unscored record has empty score columns."""
-    if record.scored_chunks:
-        scores = [format_score(record.max_virus_score), f"{record.viral_chunk_fraction:.4f}"]
-    else:
-        scores = ["", ""]
-    fields = [record.id, record.length, record.chunks, record.kept_frames, record.scored_chunks]
-    return "\t".join(map(str, [*fields, *scores, record.call, record.viral_regions])) + "\n"
+    values = zip(_summary_formats, _summary_values(record), strict=True)
+    return "\t".join("" if value is None else write(value) for write, value in values) + "\n"
 
 
 # The viral region files, BED and GFF3 (docs/ALGORITHM.md 10).
@@ -391,8 +399,17 @@ class _MergedFeatures:
         self.raw.close()
 
 
-def read_prediction_results(path: Path | str) -> list[tuple[str, str, float, float]]:
-    """Rows (Sequence_ID, Prediction, score1, score2) of a `prediction_results.txt`."""
+class PredictionRow(NamedTuple):
+    """A row of `prediction_results.txt`, as read back."""
+
+    sequence_id: str
+    prediction: str
+    score1: float
+    score2: float
+
+
+def read_prediction_results(path: Path | str) -> list[PredictionRow]:
+    """The rows of a `prediction_results.txt`."""
     path = Path(path)
     with path.open() as handle:
         header = handle.readline().rstrip("\n")
@@ -401,21 +418,22 @@ def read_prediction_results(path: Path | str) -> list[tuple[str, str, float, flo
         return [_prediction_row(path, number, line) for number, line in enumerate(handle, 2)]
 
 
-def _prediction_row(path: Path, number: int, line: str) -> tuple[str, str, float, float]:
+def _prediction_row(path: Path, number: int, line: str) -> PredictionRow:
     fields = line.rstrip("\n").split("\t")
     try:
         sequence_id, label, score1, score2 = fields
-        return sequence_id, label, float(score1), float(score2)
+        return PredictionRow(sequence_id, label, float(score1), float(score2))
     except ValueError:
         raise UserError(
             f"{path}:{number}: expected 4 tab-separated fields: id, label, score1, score2"
         ) from None
 
 
-def highest_scores_from(rows: Iterable[tuple[str, str, float, float]]) -> list[tuple[str, bool]]:
+def highest_scores_from(rows: Iterable[PredictionRow]) -> list[tuple[str, bool]]:
     """The original's highest-score table recomputed from per-frame rows as read back from
     the text (as the original did): (Modified_ID, Is_Virus), sorted."""
     scores: dict[str, list[tuple[float, float]]] = {}
-    for sequence_id, _label, score1, score2 in rows:
-        scores.setdefault(sequence_id[:-2], []).append((score1, score2))  # strip F1..R3
+    for row in rows:
+        chunk = row.sequence_id[:-2]  # strip F1..R3
+        scores.setdefault(chunk, []).append((row.score1, row.score2))
     return sorted((chunk, chunk_is_virus(*chunk_maxima(pairs))) for chunk, pairs in scores.items())

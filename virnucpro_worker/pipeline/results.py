@@ -3,6 +3,10 @@ results of one block of whole records, which is what the prediction stream yield
 
 Keys are structured (record ordinal, chunk number, strand, frame): nothing downstream parses
 `contig7_chunk_3R2` back apart; the original's text ids are derived from the keys when needed.
+
+These dataclasses declare the columns: the database stores each row type a column per field,
+by name (store/results.py), and `sequence_summary.tsv` is RecordSummary's fields in order
+(pipeline/outputs.py), so a new field goes last.
 """
 
 from __future__ import annotations
@@ -63,7 +67,8 @@ class ChunkCall:
 
 @dataclass(slots=True)
 class RecordSummary:
-    """One input record: its size, what was scored, and our call (calls.record_call)."""
+    """One input record: its size, what was scored, and our call (calls.record_call). The
+    fields, in order, are sequence_summary.tsv's columns (but `index` and `viral_chunks`)."""
 
     index: int  # ordinal in the input, from 0
     id: str

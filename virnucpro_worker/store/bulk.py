@@ -25,26 +25,29 @@ def _postgres_type(compiled: str) -> str:
     return "varchar" if compiled.startswith("VARCHAR") else _POSTGRES_TYPES[compiled]
 
 
-def insert_rows(connection: Connection, table: Table, rows: Iterable[Sequence]) -> None:
-    """Insert `rows` (tuples in the table's column order) into `table`."""
-    columns = [column.name for column in table.columns]
+def insert_rows(
+    connection: Connection, table: Table, columns: Sequence[str], rows: Iterable[Sequence]
+) -> None:
+    """Insert `rows` (tuples of the values of `columns`, in that order) into `table`. The
+    statement names the columns: a table's column order is not its model's (a migration
+    appends a column the model may declare mid-table)."""
+    names = ", ".join(f'"{name}"' for name in columns)
     cursor = connection.connection.driver_connection.cursor()
     try:
         if connection.dialect.name == "postgresql":
-            names = ", ".join(f'"{name}"' for name in columns)
             statement = f'COPY "{table.name}" ({names}) FROM STDIN (FORMAT BINARY)'
             with cursor.copy(statement) as copy:
                 # Binary COPY needs the column types; psycopg then encodes rows in C.
                 copy.set_types(
                     [
-                        _postgres_type(column.type.compile(connection.dialect))
-                        for column in table.columns
+                        _postgres_type(table.c[name].type.compile(connection.dialect))
+                        for name in columns
                     ]
                 )
                 for row in rows:
                     copy.write_row(row)
         else:
             marks = ", ".join("?" * len(columns))
-            cursor.executemany(f'INSERT INTO "{table.name}" VALUES ({marks})', rows)
+            cursor.executemany(f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})', rows)
     finally:
         cursor.close()
