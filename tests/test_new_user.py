@@ -607,8 +607,8 @@ def test_ctrl_c_on_submit_wait_says_how_to_go_on_and_leaves_no_folder(redis_url,
     stays queued and how to fetch its results, and the empty --out folder goes."""
     database = f"sqlite:///{tmp_path}/jobs.db"
     script = (
-        "import sys; from virnucpro_worker.interfaces import cli; cli.NO_WORKER_AFTER = 1; "
-        "sys.exit(cli.main(sys.argv[1:]))"
+        "import sys; from virnucpro_worker.interfaces.cli import main, service; "
+        "service.NO_WORKER_AFTER = 1; sys.exit(main(sys.argv[1:]))"
     )
     arguments = ["submit", str(WITH_ORFS), "--chunk-size", "500", "--demo-models"]
     arguments += ["--out", str(tmp_path / "out"), "--redis", redis_url, "--db", database]
