@@ -22,6 +22,10 @@ log = logging.getLogger("virnucpro")
 STANDARD_INPUT = "standard input"
 
 
+class Terminated(Exception):
+    """SIGTERM, from a scheduler or `timeout`: unwinds like Ctrl-C, so no partial file stays."""
+
+
 def settings_from(args: argparse.Namespace) -> Settings:
     """The command's options, the VIRNUCPRO_* environment and the config file (settings.py)."""
     options = {key: value for key, value in vars(args).items() if key not in ("run", "new_paths")}

@@ -8,17 +8,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ...errors import UserError, first_line
+from ...errors import UserError
 from ...files import check_writable_file, check_writable_folder
-from ...settings import Settings
 from ..api import load_predictor
 from .common import (
     check_backend,
     cpu_threads,
     input_file,
     invocation,
-    keep_database,
-    open_store,
     rna_note,
     settings_from,
 )
@@ -54,7 +51,14 @@ def _add_prepare(commands: Commands) -> None:
 
 
 def _add_predict(commands: Commands) -> None:
-    predict = commands.add_parser("predict", help="predict viral chunks and sequences")
+    predict = commands.add_parser(
+        "predict",
+        help="predict viral chunks and sequences",
+        description="Predict viral chunks and sequences. With --db the run is a job in the "
+        "database, committed block by block: run again with the same input, parameters and "
+        "models after a kill or a crash, it goes on from the last committed block and writes "
+        "the files an uninterrupted run would have.",
+    )
     predict.add_argument("input", help=INPUT_HELP)
     add_chunk_size(predict)
     predict.add_argument("--out", type=Path, required=True, help="output folder")
@@ -88,7 +92,9 @@ def _add_predict(commands: Commands) -> None:
         nargs="?",
         const=CONFIGURED,
         metavar="URL",
-        help="also record the job and its results in this database (no URL: the configured one)",
+        help="also record the job and its results in this database (no URL: the configured "
+        "one). Killed or interrupted, the same command (same input content, parameters and "
+        "models) continues the job from its last committed block; see README 'The database'",
     )
     predict.set_defaults(run=_predict)
 
@@ -137,18 +143,21 @@ def _predict(args: argparse.Namespace) -> int:
         from ...pipeline.provenance import input_description  # imports torch: after the checks
         from ...pipeline.run import predict_file, scan_input
         from ..progress import progress_bar
+        from .local_job import LocalJob
 
-        recorder = JobRecorder(settings, args) if args.database_url is not None else None
-        if recorder is None:  # bad input fails before minutes of loading, before hashing
+        job = LocalJob(settings, args) if args.database_url is not None else None
+        if job is None:  # bad input fails before minutes of loading, before hashing
             records = scan_input(path, settings.limits).records
         info = info or input_description(path)
-        if recorder is not None:  # storing the input checks it too
-            records = recorder.start(path, info)
+        if job is not None:  # storing the input checks it too
+            records = job.prepare(path, info)
         try:
             predictor = load_predictor(settings)
             cpu_threads(args.workers)
-            extra = invocation(settings) | (recorder.extra if recorder else {})
-            with progress_bar(not args.no_progress, records) as on_progress:
+            committed = job.start(predictor, path, info) if job else None
+            extra = invocation(settings) | (job.extra if job else {})
+            to_do = records - (committed.records if committed else 0)
+            with progress_bar(not args.no_progress, to_do) as on_progress:
                 run = predict_file(
                     predictor,
                     path,
@@ -157,68 +166,23 @@ def _predict(args: argparse.Namespace) -> int:
                     keep_intermediate=args.keep_intermediate,
                     viral_fasta=args.viral_fasta,
                     on_progress=on_progress,
-                    on_block=recorder.add if recorder else None,
+                    on_block=job.commit if job else None,
                     limits=settings.limits,
                     block_bases=settings.block_bases,
                     input_info=info,
                     extra=extra,
                     regions=region_rule(args),
                     embeddings=args.embeddings,
+                    committed=committed,
                 )
         except BaseException as error:
-            if recorder:
-                recorder.fail(error)
+            if job:
+                job.fail(error)
             raise
-    if recorder:
-        recorder.finish(run)
+    if job:
+        job.finish(run)
     print(run_summary(run["counts"], args.out))
     return 0
-
-
-class JobRecorder:
-    """`predict --db`: the run as a job of one shard in the database, its input and results."""
-
-    def __init__(self, settings: Settings, args: argparse.Namespace) -> None:
-        self.store = open_store(settings.database_url, args.new_paths)
-        self.settings, self.args = settings, args
-        self.job_id: int | None = None
-
-    def start(self, path: Path, info: dict[str, Any]) -> int:
-        from ...sequences.fasta import read_fasta
-        from ...store.jobs import InputFile
-        from ...store.models import State
-
-        parameters = {
-            "chunk_size": self.args.chunk_size,
-            "attention": self.settings.attention,
-            "block_bases": self.settings.block_bases,
-            "models": self.settings.model_request(),
-            "region_rule": region_rule(self.args).to_json(),
-        }
-        self.job_id = self.store.create_job(
-            read_fasta(path, self.settings.limits),
-            parameters=parameters,
-            input_file=InputFile(info["path"], info["sha256"], info["bytes"]),
-            shard_chunks=None,
-            state=State.RUNNING,
-        )
-        keep_database(self.store.url, self.args.new_paths)  # it records this job now
-        log.info("job %d in %s", self.job_id, self.store.name)
-        return self.store.job(self.job_id).records
-
-    @property
-    def extra(self) -> dict[str, Any]:
-        return {"job_id": self.job_id}
-
-    def add(self, block) -> None:
-        self.store.write_block(self.job_id, block)
-
-    def fail(self, error: BaseException) -> None:
-        if self.job_id is not None:
-            self.store.fail_job(self.job_id, first_line(error) or type(error).__name__)
-
-    def finish(self, run: dict[str, Any]) -> None:
-        self.store.finish_job(self.job_id, run)
 
 
 def run_summary(counts: dict[str, int], out: Path) -> str:

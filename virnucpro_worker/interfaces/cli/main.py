@@ -13,11 +13,8 @@ from ...errors import UserError, first_line
 from ...files import NewPaths
 from ...redact import redact_passwords
 from . import database, local, service, tools
+from .common import Terminated
 from .options import Parser, add_global_options
-
-
-class Terminated(Exception):
-    """SIGTERM, from a scheduler or `timeout`: unwinds like Ctrl-C, so no partial file stays."""
 
 
 def build_parser() -> argparse.ArgumentParser:
