@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import signal
 import subprocess
@@ -29,6 +28,11 @@ BLOCK_BASES = "3000"  # a few records a block: the input makes dozens of blocks
 # run.json entries that say when and how long, and how the reference was asked for (its own
 # --out and --db): the rest is the same.
 TIMES = ("started", "finished", "stage_seconds", "command_line")
+
+
+@pytest.fixture(autouse=True)
+def small_blocks(monkeypatch):
+    monkeypatch.setenv("VIRNUCPRO_BLOCK_BASES", BLOCK_BASES)
 
 
 @pytest.fixture
@@ -55,8 +59,7 @@ def kill_mid_run(arguments: list[str], database: str) -> tuple[int, int]:
     returns (records committed, records)."""
     assert main(["db", "upgrade", "--db", database]) == 0
     store = Store(database)
-    env = os.environ | {"VIRNUCPRO_BLOCK_BASES": BLOCK_BASES}
-    process = subprocess.Popen([*CLI, *arguments], env=env, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen([*CLI, *arguments], stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     try:
         while time.monotonic() < deadline and process.poll() is None:
@@ -100,9 +103,8 @@ def assert_same_files(folder: Path, reference: Path) -> None:
 
 
 def test_a_predict_killed_mid_run_goes_on_from_its_last_block(
-    contigs, demo_models, tmp_path, monkeypatch, caplog
+    contigs, demo_models, tmp_path, caplog
 ):
-    monkeypatch.setenv("VIRNUCPRO_BLOCK_BASES", BLOCK_BASES)
     reference = tmp_path / "reference"
     assert main(command(contigs, reference, f"sqlite:///{tmp_path}/reference.db", demo_models)) == 0
 

@@ -366,11 +366,6 @@ def cancel_job(session: Session, job_id: int) -> Job | None:
     return job
 
 
-def unfinished_jobs(session: Session) -> list[int]:
-    query = select(Job.id).where(Job.state.in_(UNFINISHED)).order_by(Job.id)
-    return list(session.scalars(query))
-
-
 def sweep(session: Session, code: dict[str, Any], every_queued: bool = False) -> list[Delivery]:
     """Act on the leases that ran out, and settle the jobs whose shards have all ended:
     a running shard whose worker stopped renewing its lease is queued again, or fails its job
