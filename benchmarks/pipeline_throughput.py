@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from models_for_tests import bpe_tokenizer, coding_fasta
 
 from virnucpro_worker.models.classifier import ClassifierModel, MLPClassifier
-from virnucpro_worker.models.dnabert import DnabertConfig, DnabertModel, DnabertS
+from virnucpro_worker.models.dnabert import DnabertConfig, DnabertS
+from virnucpro_worker.models.dnabert_pretrained import DnabertModel
 from virnucpro_worker.models.esm2 import Esm2Model
 from virnucpro_worker.models.model_files import ModelFiles
 from virnucpro_worker.pipeline.predictor import LoadedModels, Predictor

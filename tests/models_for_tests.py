@@ -148,7 +148,8 @@ def write_real_shape_models(folder: Path, tokenizer_fasta: Path, esm_layers: int
     `tokenizer_fasta`, and the 3328-512-2 MLP for both chunk sizes. Built on the GPU when
     there is one; a folder already complete is reused."""
     from virnucpro_worker.models.classifier import MLPClassifier, save_classifier_safetensors
-    from virnucpro_worker.models.dnabert import DnabertConfig, DnabertS, save_dnabert_folder
+    from virnucpro_worker.models.dnabert import DnabertConfig, DnabertS
+    from virnucpro_worker.models.dnabert_pretrained import save_dnabert_folder
     from virnucpro_worker.models.esm2 import save_checkpoint
 
     folder = Path(folder)

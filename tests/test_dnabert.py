@@ -18,12 +18,11 @@ from virnucpro_worker.attention.encoding import EncoderSettings
 from virnucpro_worker.attention.kernels import KERNELS, select_kernel
 from virnucpro_worker.attention.packing import plan_packs
 from virnucpro_worker.errors import UserError
-from virnucpro_worker.models.dnabert import (
-    DnabertConfig,
-    DnabertEncoder,
+from virnucpro_worker.models.demo import build_demo_dnabert
+from virnucpro_worker.models.dnabert import DnabertConfig, alibi_slopes
+from virnucpro_worker.models.dnabert_encoder import DnabertEncoder
+from virnucpro_worker.models.dnabert_pretrained import (
     DnabertModel,
-    alibi_slopes,
-    build_demo_dnabert,
     load_dnabert,
     save_dnabert_folder,
 )

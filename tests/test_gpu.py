@@ -31,13 +31,10 @@ from virnucpro_worker.attention.fused_ops import exact_gelu, residual_add_layer_
 from virnucpro_worker.attention.kernels import select_kernel, usable_kernels
 from virnucpro_worker.attention.packing import build_pack, plan_packs, segment_mean
 from virnucpro_worker.interfaces.cli import main
-from virnucpro_worker.models.dnabert import (
-    DnabertConfig,
-    DnabertEncoder,
-    DnabertModel,
-    DnabertS,
-    build_demo_dnabert,
-)
+from virnucpro_worker.models.demo import build_demo_dnabert
+from virnucpro_worker.models.dnabert import DnabertConfig, DnabertS
+from virnucpro_worker.models.dnabert_encoder import DnabertEncoder
+from virnucpro_worker.models.dnabert_pretrained import DnabertModel
 from virnucpro_worker.models.esm2 import Esm2Model
 from virnucpro_worker.queue.client import Client
 from virnucpro_worker.settings import Settings

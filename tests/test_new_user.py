@@ -607,8 +607,8 @@ def test_ctrl_c_on_submit_wait_says_how_to_go_on_and_leaves_no_folder(redis_url,
     stays queued and how to fetch its results, and the empty --out folder goes."""
     database = f"sqlite:///{tmp_path}/jobs.db"
     script = (
-        "import sys; from virnucpro_worker.interfaces import cli; cli.NO_WORKER_AFTER = 1; "
-        "sys.exit(cli.main(sys.argv[1:]))"
+        "import sys; from virnucpro_worker.interfaces.cli import main, service; "
+        "service.NO_WORKER_AFTER = 1; sys.exit(main(sys.argv[1:]))"
     )
     arguments = ["submit", str(WITH_ORFS), "--chunk-size", "500", "--demo-models"]
     arguments += ["--out", str(tmp_path / "out"), "--redis", redis_url, "--db", database]
@@ -658,6 +658,7 @@ def _stored_job(database: str, state: str) -> int:
     from virnucpro_worker.sequences.fasta import FastaRecord
     from virnucpro_worker.store.jobs import InputFile
     from virnucpro_worker.store.models import State
+    from virnucpro_worker.store.shards import claim_shard, fail_shard
     from virnucpro_worker.store.store import Store
 
     store = Store(database)
@@ -672,9 +673,13 @@ def _stored_job(database: str, state: str) -> int:
         input_file=InputFile("a.fa", "0" * 64, 401),
         shard_chunks=None,
         state=State.QUEUED,
+        shard_attempts=1,
     )
-    if state == "failed":
-        store.fail_job(job, "shard 0 (records 1-1) failed after 3 attempts: boom")
+    if state == "failed":  # its one attempt failed
+        (shard,) = store.shards(job)
+        place = {"worker": "w", "host": "h", "device": "cpu", "lease": 30}
+        store.transaction(lambda session: claim_shard(session, shard.id, **place))
+        store.transaction(lambda session: fail_shard(session, shard.id, "w", "boom", 0))
     return job
 
 

@@ -29,7 +29,7 @@ from sqlalchemy import text
 import virnucpro_worker
 from virnucpro_worker.errors import UserError
 from virnucpro_worker.models.classifier import load_classifier
-from virnucpro_worker.models.dnabert import load_dnabert
+from virnucpro_worker.models.dnabert_pretrained import load_dnabert
 from virnucpro_worker.models.esm2 import load_esm2
 from virnucpro_worker.queue import messages
 from virnucpro_worker.queue.client import Client

@@ -18,7 +18,8 @@ from virnucpro_worker.attention.hookspecs import EncoderSettings, hookimpl
 if TYPE_CHECKING:
     import torch
 
-    from virnucpro_worker.models.dnabert import DnabertEncoder, DnabertModel
+    from virnucpro_worker.models.dnabert_encoder import DnabertEncoder
+    from virnucpro_worker.models.dnabert_pretrained import DnabertModel
     from virnucpro_worker.models.esm2 import Esm2Model
 
     from .encoders import PackedEsmEncoder
@@ -39,7 +40,7 @@ class FlashVarlenBackend:
         return PackedEsmEncoder(model, settings)
 
     def nucleotide_encoder(self, model: DnabertModel, settings: EncoderSettings) -> DnabertEncoder:
-        from virnucpro_worker.models.dnabert import DnabertEncoder
+        from virnucpro_worker.models.dnabert_encoder import DnabertEncoder
 
         from .encoders import DNABERT_TOKEN_BUDGET, nucleotide_kernel, token_budget
 

@@ -1,5 +1,6 @@
 """The flash-varlen encoders: ESM-2 on packed sequences (cu_seqlens) through a varlen kernel.
-DNABERT-S shares `models.dnabert.DnabertEncoder` with the other backend, with its own kernel."""
+DNABERT-S shares `models.dnabert_encoder.DnabertEncoder` with the other backend, with its own
+kernel."""
 
 from __future__ import annotations
 

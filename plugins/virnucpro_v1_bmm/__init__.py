@@ -19,7 +19,8 @@ from virnucpro_worker.attention.hookspecs import EncoderSettings, hookimpl
 if TYPE_CHECKING:
     import torch
 
-    from virnucpro_worker.models.dnabert import DnabertEncoder, DnabertModel
+    from virnucpro_worker.models.dnabert_encoder import DnabertEncoder
+    from virnucpro_worker.models.dnabert_pretrained import DnabertModel
     from virnucpro_worker.models.esm2 import Esm2Model
 
     from .encoder import FairEsmEncoder
@@ -40,7 +41,7 @@ class V1BmmBackend:
         return FairEsmEncoder(model, settings)
 
     def nucleotide_encoder(self, model: DnabertModel, settings: EncoderSettings) -> DnabertEncoder:
-        from virnucpro_worker.models.dnabert import DnabertEncoder
+        from virnucpro_worker.models.dnabert_encoder import DnabertEncoder
 
         from .encoder import DNABERT_TOKEN_BUDGET, nucleotide_kernel
 

@@ -1,8 +1,8 @@
 """The plugin contract: one collecting hook, as in tox 4 and llm.
 
 A backend builds two encoders on loaded models: one for ESM-2 (a `models.esm2.Esm2Model`)
-and one for DNABERT-S (a `models.dnabert.DnabertModel`). Discovering backends imports neither
-the models nor torch: a plugin module should import its heavy parts inside those methods.
+and one for DNABERT-S (a `models.dnabert_pretrained.DnabertModel`). Discovering backends imports
+neither the models nor torch: a plugin module should import its heavy parts inside those methods.
 """
 
 from __future__ import annotations

@@ -14,13 +14,17 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import tokenizers
 import torch
 from esm.model.esm2 import ESM2
+from tokenizers import models, pre_tokenizers, processors
+from torch import nn
 
 from ..sequences.fasta import FastaRecord
 from ..sequences.prepare import prepare_block
 from .classifier import MLPClassifier, save_original_pickle
-from .dnabert import DnabertS, build_demo_dnabert, save_dnabert_folder
+from .dnabert import DnabertConfig, DnabertS
+from .dnabert_pretrained import save_dnabert_folder
 from .esm2 import save_checkpoint
 from .model_files import ModelFiles
 
@@ -38,6 +42,70 @@ def _seeded_esm(seed: int) -> ESM2:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return ESM2(num_layers=2, embed_dim=64, attention_heads=4).eval()
+
+
+_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+_DEMO_LETTERS = "ACGTNRYSWKMBDHV"
+_DEMO_MERGES = [(a, b) for a in "ACGT" for b in "ACGT"] + [
+    ("AA", "AA"),
+    ("TT", "TT"),
+    ("AC", "GT"),
+    ("CA", "TG"),
+    ("GG", "CC"),
+]
+
+
+def build_demo_dnabert(
+    seed: int, *, num_attention_heads: int = 4
+) -> tuple[DnabertS, tokenizers.Tokenizer]:
+    """A tiny DNABERT-S with random weights and a hand-made BPE tokenizer, for tests and demos.
+    The same seed gives the same bytes."""
+    tokenizer = _demo_tokenizer()
+    hidden = 8 * num_attention_heads
+    config = DnabertConfig(
+        vocab_size=tokenizer.get_vocab_size(),
+        hidden_size=hidden,
+        num_hidden_layers=2,
+        num_attention_heads=num_attention_heads,
+        intermediate_size=2 * hidden,
+    )
+    # The default initialisation draws from the global generator: leave it as it was.
+    with torch.random.fork_rng(devices=[]):
+        module = DnabertS(config)
+    _randomize(module, torch.Generator().manual_seed(seed))
+    return module.eval().requires_grad_(False), tokenizer
+
+
+def _randomize(module: nn.Module, generator: torch.Generator) -> None:
+    """Weights of a realistic scale, so that attention is far from uniform and a bug shows."""
+    with torch.no_grad():
+        for name, parameter in module.named_parameters():
+            noise = torch.randn(parameter.shape, generator=generator)
+            if name.endswith(("LayerNorm.weight", "layernorm.weight")):
+                value = 1 + 0.1 * noise
+            elif name.endswith("bias"):
+                value = 0.1 * noise
+            elif "embeddings" in name:
+                value = noise
+            else:  # a Linear weight: unit-variance inputs give unit-variance outputs
+                value = noise * parameter.shape[1] ** -0.5
+            parameter.copy_(value)
+
+
+def _demo_tokenizer() -> tokenizers.Tokenizer:
+    """Laid out like DNABERT-2's tokenizer.json: BPE, [UNK] for unknown letters, and a
+    post-processor wrapping every sequence in [CLS] ... [SEP]."""
+    merged = [a + b for a, b in _DEMO_MERGES]
+    vocab = {token: i for i, token in enumerate([*_SPECIAL_TOKENS, *_DEMO_LETTERS, *merged])}
+    tokenizer = tokenizers.Tokenizer(models.BPE(vocab, _DEMO_MERGES, unk_token="[UNK]"))
+    tokenizer.add_special_tokens(list(_SPECIAL_TOKENS))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[(token, vocab[token]) for token in ("[CLS]", "[SEP]")],
+    )
+    return tokenizer
 
 
 def _seeded_classifier(features: torch.Tensor, seed: int) -> MLPClassifier:

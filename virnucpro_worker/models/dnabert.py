@@ -1,54 +1,30 @@
-"""DNABERT-S, the nucleotide encoder (MosaicBERT / DNABERT-2 architecture, docs/ALGORITHM.md 5.1).
+"""DNABERT-S, the nucleotide encoder's network (MosaicBERT / DNABERT-2 architecture,
+docs/ALGORITHM.md 5.1).
 
 The Hugging Face folder ships remote code that breaks on current Triton, so the architecture is
 rebuilt here with state-dict keys equal to the checkpoint's. Two forward paths share the layers:
 `forward_packed` runs a packed token stream through an attention kernel, `forward` is the plain
-one-sequence path with explicit attention that the original tool computed.
+one-sequence path with explicit attention that the original tool computed. Reading and writing
+the folder is in dnabert_pretrained.py, the `Encoder` in dnabert_encoder.py.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import safetensors
-import safetensors.torch
-import tokenizers
 import torch
 import torch.nn.functional as F
-from tokenizers import models, pre_tokenizers, processors
 from torch import nn
 
-from ..attention.encoding import EncoderSettings
 from ..attention.fused_ops import add_layer_norm
 from ..attention.kernels import AttentionKernel
-from ..attention.packing import (
-    MeansInInputOrder,
-    Pack,
-    build_pack,
-    plan_packs,
-    segment_mean,
-)
-from ..errors import UserError, first_line
-from ..files import atomic_write, sha256_started
-from .meta import uninitialised
-from .model_files import (
-    CONFIG_FILE,
-    DEMO_MARK,
-    SAFETENSORS_FILE,
-    TOKENIZER_FILE,
-    dnabert_files,
-)
-from .safe_load import load_weights
-
-CHECKPOINT_PREFIX = "bert."
-_CPU = torch.device("cpu")
-# The pooler and the masked-LM head play no part in the embeddings.
-IGNORED_PREFIXES = ("pooler.", "cls.")
+from ..attention.packing import Pack
+from ..errors import UserError
 
 # attend(q, k, v) with q/k/v shaped (..., tokens, heads, head_dim), same shape back.
 Attend = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -112,7 +88,7 @@ def _slope_list(num_heads: int) -> list[float]:
     return _slope_list(lower) + _slope_list(2 * lower)[0::2][: num_heads - lower]
 
 
-def _require_alibi(kernel: AttentionKernel) -> None:
+def require_alibi(kernel: AttentionKernel) -> None:
     if not kernel.supports_alibi:
         raise ValueError(f"attention kernel '{kernel.name}' has no ALiBi bias; DNABERT-S needs it")
 
@@ -214,7 +190,7 @@ class DnabertS(nn.Module):
 
     def forward_packed(self, pack: Pack, kernel: AttentionKernel) -> torch.Tensor:
         """Last hidden layer [T, hidden] of a packed stream (pack on the module's device)."""
-        _require_alibi(kernel)
+        require_alibi(kernel)
         slopes = alibi_slopes(self.config.num_attention_heads).to(pack.tokens.device)
 
         def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -237,217 +213,3 @@ class DnabertS(nn.Module):
             return (probabilities @ v).transpose(-3, -2)
 
         return self.encoder(self.embeddings(input_ids), attend)
-
-
-@dataclass
-class DnabertModel:
-    module: DnabertS
-    tokenizer: tokenizers.Tokenizer
-    folder: Path
-    files: dict[str, str]  # file name -> sha256 hex
-    demo: bool = False
-
-
-def load_dnabert(
-    folder: Path, device: torch.device = _CPU, dtype: torch.dtype = torch.float32
-) -> DnabertModel:
-    """Load a Hugging Face DNABERT-S folder without its remote code."""
-    folder = Path(folder)
-    paths = dnabert_files(folder)
-    digests = {path.name: sha256_started(path) for path in paths}  # hashed while read
-    config_path, weights_path, tokenizer_path = paths
-    config = DnabertConfig.from_json(config_path)
-    # No time spent on a random initialisation that the checkpoint overwrites.
-    with uninitialised():
-        module = DnabertS(config)
-    state = _model_state(_read_weights(weights_path, folder), folder)
-    _check_state(module, state, f"DNABERT-S folder {folder}: {weights_path.name}")
-    module.load_state_dict(state, strict=True, assign=True)
-    module.to(device).to(dtype).eval().requires_grad_(False)
-    files = {name: digest.result() for name, digest in digests.items()}
-    demo = json.loads(config_path.read_text()).get(DEMO_MARK) is True
-    return DnabertModel(module, _read_tokenizer(tokenizer_path, folder), folder, files, demo)
-
-
-def _read_weights(path: Path, folder: Path) -> Mapping[str, object]:
-    if path.name == SAFETENSORS_FILE:
-        try:
-            return safetensors.torch.load_file(path)
-        except (safetensors.SafetensorError, OSError) as error:
-            raise UserError(
-                f"DNABERT-S folder {folder}: cannot read {path.name} ({first_line(error)})"
-            ) from error
-    # A checkpoint is data: nothing beyond tensors is allowed (safe_load.py).
-    state = load_weights(path, "a DNABERT-S state dict")
-    if not isinstance(state, Mapping):
-        raise UserError(f"DNABERT-S folder {folder}: {path.name} is not a state dict")
-    return state
-
-
-def _model_state(checkpoint: Mapping[str, object], folder: Path) -> dict[str, torch.Tensor]:
-    """Checkpoint keys without the optional `bert.` prefix, pooler and MLM head dropped."""
-    state: dict[str, torch.Tensor] = {}
-    for key, value in checkpoint.items():
-        name = key.removeprefix(CHECKPOINT_PREFIX)
-        if name.startswith(IGNORED_PREFIXES):
-            continue
-        if not isinstance(value, torch.Tensor):
-            raise UserError(f"DNABERT-S folder {folder}: weight {key} is not a tensor")
-        if name in state:
-            raise UserError(f"DNABERT-S folder {folder}: weight {name} appears twice")
-        state[name] = value
-    return state
-
-
-def _check_state(module: nn.Module, state: Mapping[str, torch.Tensor], where: str) -> None:
-    """One clear line instead of load_state_dict's multi-line report."""
-    expected = module.state_dict()
-    problems = []
-    missing = sorted(expected.keys() - state.keys())
-    unexpected = sorted(state.keys() - expected.keys())
-    if missing:
-        problems.append(f"missing weights {_some(missing)}")
-    if unexpected:
-        problems.append(f"unexpected weights {_some(unexpected)}")
-    problems += [
-        f"{name} has shape {tuple(state[name].shape)}, expected {tuple(expected[name].shape)}"
-        for name in sorted(expected.keys() & state.keys())
-        if state[name].shape != expected[name].shape
-    ]
-    if problems:
-        raise UserError(f"{where}: {'; '.join(problems)}")
-
-
-def _some(names: list[str], shown: int = 3) -> str:
-    more = f" and {len(names) - shown} more" if len(names) > shown else ""
-    return ", ".join(names[:shown]) + more
-
-
-def _read_tokenizer(path: Path, folder: Path) -> tokenizers.Tokenizer:
-    try:
-        tokenizer = tokenizers.Tokenizer.from_file(str(path))
-    except Exception as error:  # tokenizers raises a bare Exception for any bad file
-        raise UserError(
-            f"DNABERT-S folder {folder}: cannot read {path.name} ({first_line(error)})"
-        ) from error
-    # The original tokenised one sequence at a time, whole.
-    tokenizer.no_truncation()
-    tokenizer.no_padding()
-    return tokenizer
-
-
-class DnabertEncoder:
-    """The `Encoder` for nucleotide slices: mean of the last layer over all tokens, [CLS] and
-    [SEP] included (docs/ALGORITHM.md 5.1)."""
-
-    def __init__(
-        self, model: DnabertModel, settings: EncoderSettings, kernel: AttentionKernel
-    ) -> None:
-        _require_alibi(kernel)
-        self.model = model
-        self.settings = settings
-        self.kernel = kernel.name
-        self.token_budget = settings.token_budget
-        self._attention = kernel
-        model.module.to(device=settings.device, dtype=settings.dtype)
-
-    def embed(self, sequences: Sequence[str]) -> torch.Tensor:
-        """Float32 CPU rows [N, hidden] in input order."""
-        hidden = self.model.module.config.hidden_size
-        token_lists = [
-            encoding.ids for encoding in self.model.tokenizer.encode_batch(list(sequences))
-        ]
-        device = self.settings.device
-        means = MeansInInputOrder(len(token_lists), hidden)
-        with torch.inference_mode():
-            for order in plan_packs([len(t) for t in token_lists], self.token_budget):
-                pack = build_pack(order, token_lists, pin=device.type == "cuda").to(device)
-                states = self.model.module.forward_packed(pack, self._attention)
-                means.add(order, segment_mean(states, pack))
-        return means.result()
-
-
-def save_dnabert_folder(
-    module: DnabertS, tokenizer: tokenizers.Tokenizer, folder: Path, demo: bool = False
-) -> None:
-    """Write the files `load_dnabert` reads, laid out as on Hugging Face (`bert.` keys)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    tensors = {
-        CHECKPOINT_PREFIX + name: tensor.detach().cpu().contiguous()
-        for name, tensor in module.state_dict().items()
-    }
-    config = module.config.to_json_dict() | ({DEMO_MARK: True} if demo else {})
-    config = json.dumps(config, indent=2) + "\n"
-    _write(folder / CONFIG_FILE, config.encode())
-    _write(folder / SAFETENSORS_FILE, safetensors.torch.save(tensors, metadata={"format": "pt"}))
-    _write(folder / TOKENIZER_FILE, tokenizer.to_str(pretty=True).encode())
-
-
-def _write(path: Path, data: bytes) -> None:
-    with atomic_write(path, "wb") as handle:
-        handle.write(data)
-
-
-_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-_DEMO_LETTERS = "ACGTNRYSWKMBDHV"
-_DEMO_MERGES = [(a, b) for a in "ACGT" for b in "ACGT"] + [
-    ("AA", "AA"),
-    ("TT", "TT"),
-    ("AC", "GT"),
-    ("CA", "TG"),
-    ("GG", "CC"),
-]
-
-
-def build_demo_dnabert(
-    seed: int, *, num_attention_heads: int = 4
-) -> tuple[DnabertS, tokenizers.Tokenizer]:
-    """A tiny DNABERT-S with random weights and a hand-made BPE tokenizer, for tests and demos.
-    The same seed gives the same bytes."""
-    tokenizer = _demo_tokenizer()
-    hidden = 8 * num_attention_heads
-    config = DnabertConfig(
-        vocab_size=tokenizer.get_vocab_size(),
-        hidden_size=hidden,
-        num_hidden_layers=2,
-        num_attention_heads=num_attention_heads,
-        intermediate_size=2 * hidden,
-    )
-    # The default initialisation draws from the global generator: leave it as it was.
-    with torch.random.fork_rng(devices=[]):
-        module = DnabertS(config)
-    _randomize(module, torch.Generator().manual_seed(seed))
-    return module.eval().requires_grad_(False), tokenizer
-
-
-def _randomize(module: nn.Module, generator: torch.Generator) -> None:
-    """Weights of a realistic scale, so that attention is far from uniform and a bug shows."""
-    with torch.no_grad():
-        for name, parameter in module.named_parameters():
-            noise = torch.randn(parameter.shape, generator=generator)
-            if name.endswith(("LayerNorm.weight", "layernorm.weight")):
-                value = 1 + 0.1 * noise
-            elif name.endswith("bias"):
-                value = 0.1 * noise
-            elif "embeddings" in name:
-                value = noise
-            else:  # a Linear weight: unit-variance inputs give unit-variance outputs
-                value = noise * parameter.shape[1] ** -0.5
-            parameter.copy_(value)
-
-
-def _demo_tokenizer() -> tokenizers.Tokenizer:
-    """Laid out like DNABERT-2's tokenizer.json: BPE, [UNK] for unknown letters, and a
-    post-processor wrapping every sequence in [CLS] ... [SEP]."""
-    merged = [a + b for a, b in _DEMO_MERGES]
-    vocab = {token: i for i, token in enumerate([*_SPECIAL_TOKENS, *_DEMO_LETTERS, *merged])}
-    tokenizer = tokenizers.Tokenizer(models.BPE(vocab, _DEMO_MERGES, unk_token="[UNK]"))
-    tokenizer.add_special_tokens(list(_SPECIAL_TOKENS))
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[(token, vocab[token]) for token in ("[CLS]", "[SEP]")],
-    )
-    return tokenizer

@@ -15,7 +15,7 @@ from ..attention.registry import DEFAULT_BACKEND, get_backend
 from ..errors import UserError
 from ..models.classifier import ClassifierModel, load_classifier, predict_scores
 from ..models.devices import device_description, dtype_name, resolve_device, resolve_dtype
-from ..models.dnabert import DnabertModel, load_dnabert
+from ..models.dnabert_pretrained import DnabertModel, load_dnabert
 from ..models.esm2 import Esm2Model, load_esm2
 from ..models.model_files import ModelFiles
 from ..sequences.prepare import BLOCK_BASES, check_chunk_size

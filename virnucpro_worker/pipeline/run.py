@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..sequences.fasta import NO_LIMITS, InputLimits, fasta_stem, read_fasta
+from ..errors import UserError
+from ..sequences.fasta import NO_LIMITS, FastaRecord, InputLimits, fasta_stem, read_fasta
+from .calls import VIRUS
 from .outputs import DEMO_WARNING, ResultWriter
 from .predictor import Predictor
 from .provenance import input_description, now, run_record
@@ -24,6 +27,16 @@ log = logging.getLogger(__name__)
 class InputSummary:
     records: int
     bases: int
+
+
+@dataclass
+class Committed:
+    """What an interrupted run of the same job committed: the results of the input's first
+    `records` records (`blocks`, read back) and what they add up to (`totals`)."""
+
+    records: int
+    blocks: Iterable[BlockResult]
+    totals: RunTotals
 
 
 def scan_input(path: Path, limits: InputLimits = NO_LIMITS) -> InputSummary:
@@ -44,26 +57,32 @@ def predict_file(
     keep_intermediate: bool = False,
     viral_fasta: bool = False,
     on_progress: Callable[[StreamProgress], None] | None = None,
-    on_block: Callable[[BlockResult], None] | None = None,
+    on_block: Callable[[BlockResult, RunTotals], None] | None = None,
     limits: InputLimits = NO_LIMITS,
     block_bases: int | None = None,
     input_info: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
     regions: RegionRule = RegionRule(),  # noqa: B008 (frozen, so one shared default is safe)
     embeddings: str | None = None,
+    committed: Committed | None = None,
 ) -> dict[str, Any]:
     """Write the result files (outputs.py names them) into `out_dir`, replacing an earlier
-    run's; return the run.json content. `on_block` sees each block once it is written (the
-    database records it). `input_info` describes the input in run.json (default: the path,
-    size and sha256 of `input_path`); `extra` adds entries to run.json; `regions` is the
-    viral-region rule; `embeddings` a dtype (float16, float32) to also write
-    embeddings.safetensors."""
+    run's; return the run.json content. `on_block` sees each block once it is written, with
+    the totals so far (the database records them). `input_info` describes the input in
+    run.json (default: the path, size and sha256 of `input_path`); `extra` adds entries to
+    run.json; `regions` is the viral-region rule; `embeddings` a dtype (float16, float32) to
+    also write embeddings.safetensors. `committed`: what an interrupted run of the same job
+    committed, written as it is before the rest of the input is predicted (not with
+    `keep_intermediate` or `embeddings`, which need every block's features)."""
+    if committed is not None and (keep_intermediate or embeddings):
+        raise ValueError("the committed blocks have no features for the intermediate files")
     started = now()
     if predictor.demo:
         log.warning(DEMO_WARNING)
     _warn_on_size_mismatch(predictor.classifier_for(chunk_size).path, chunk_size)
     intermediates = (fasta_stem(input_path), chunk_size) if keep_intermediate else None
-    totals = RunTotals()
+    totals = committed.totals if committed else RunTotals()
+    records: Iterator[FastaRecord] = iter(read_fasta(input_path, limits))
     features = (embeddings, predictor.feature_widths) if embeddings else None
     with ResultWriter(
         out_dir,
@@ -72,21 +91,24 @@ def predict_file(
         intermediates=intermediates,
         embeddings=features,
     ) as writer:
+        if committed is not None:
+            _rewrite(writer, committed, records, viral_fasta)
         blocks = predict_stream(
             predictor,
-            read_fasta(input_path, limits),
+            records,
             chunk_size,
             on_progress=on_progress,
             on_features=writer.add_features if keep_intermediate or embeddings else None,
+            first_index=committed.records if committed else 0,
             block_bases=block_bases,
             regions=regions,
         )
         for block in blocks:
             start = time.perf_counter()
             writer.add(block)
-            if on_block is not None:
-                on_block(block)
             totals.add(block)
+            if on_block is not None:
+                on_block(block, totals)
             totals.add_seconds({"write": time.perf_counter() - start})
         if totals.kept_frames == 0:
             log.warning(
@@ -105,6 +127,31 @@ def predict_file(
         )
         writer.commit(run)
     return run
+
+
+def _rewrite(
+    writer: ResultWriter,
+    committed: Committed,
+    records: Iterator[FastaRecord],
+    viral_fasta: bool,
+) -> None:
+    """Write the committed blocks' rows, reading past their records in the input (the viral
+    FASTA takes its sequences from there): the stream goes on from the next record."""
+    done = 0
+    for block in committed.blocks:
+        read = list(itertools.islice(records, len(block.records)))
+        if [record.id for record in read] != [summary.id for summary in block.records]:
+            raise UserError("the input differs from the one the job's results were computed on")
+        done += len(read)
+        if viral_fasta:
+            block.viral_sequences = {
+                summary.index: record.sequence
+                for summary, record in zip(block.records, read, strict=True)
+                if summary.call == VIRUS
+            }
+        writer.add(block)
+    if done != committed.records:
+        raise ValueError(f"{done} records committed, not {committed.records}")
 
 
 def _warn_on_size_mismatch(classifier: Path, chunk_size: int) -> None:

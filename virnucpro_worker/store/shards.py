@@ -8,6 +8,13 @@ handed back to be delivered again. A message from Redis only says "look at shard
 rules say whether to run it. Attempts are counted here only (`claim_shard`), against the
 number stored with the job at submit.
 
+`predict --db` runs its job, of one shard, through the same steps in its own process, without
+Redis: `create_local_job` stores the job with its shard claimed by the process and no lease (the
+sweep leaves it alone), `commit_block` writes each block with the totals so far (only while the
+process holds the shard), and `finish_shard` or `fail_shard` end it. A run killed is run again
+with the same command: `local_runs` finds the job and `take_over` gives its shard to the new
+process, which goes on from the last committed block.
+
 The job ends in the transaction that ends its last shard, whoever ends it: `finish_shard`,
 `fail_shard`, `sweep`; `cancel_job` wins over all of them. Every transaction that changes both
 a job and its shards locks the job row first (`_lock_job`), then the shards: one order, so
@@ -16,8 +23,8 @@ that they wait for each other instead of deadlocking.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -27,8 +34,11 @@ from sqlalchemy.orm import Session
 
 from ..pipeline.outputs import DEMO_WARNING, run_json_text
 from ..pipeline.regions import RegionRule
-from .jobs import now, set_state
+from ..pipeline.results import BlockResult
+from ..sequences.fasta import FastaRecord
+from .jobs import InputFile, create_job, now, set_state
 from .models import FINISHED, Job, Provenance, Shard, State
+from .results import write_block
 
 UNFINISHED = (State.QUEUED, State.RUNNING)
 
@@ -54,6 +64,24 @@ class Delivery:
     shard_id: int
     parameters: dict[str, Any]
     model_set: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class LocalRun:
+    """A `predict --db` job: its shard, who holds it, and what it has committed."""
+
+    job_id: int
+    shard_id: int
+    parameters: dict[str, Any]
+    worker: str
+    host: str | None
+    heartbeat_at: datetime | None
+    records_done: int
+    # The run's identity and its totals at its last committed block; None before the first.
+    progress: dict[str, Any] | None
+
+    def held_by(self, worker: str, host: str) -> LocalRun:
+        return replace(self, worker=worker, host=host)
 
 
 class Failure(StrEnum):
@@ -121,6 +149,110 @@ def claim_shard(
     )
 
 
+def create_local_job(
+    session: Session,
+    records: Iterable[FastaRecord],
+    *,
+    parameters: dict[str, Any],
+    input_file: InputFile,
+    worker: str,
+    host: str,
+) -> LocalRun:
+    """A `predict --db` job: one shard, claimed by `worker` from the start, with no lease and
+    one attempt (another is taken only by `take_over`)."""
+    job = create_job(
+        session,
+        records,
+        parameters=parameters,
+        input_file=input_file,
+        shard_chunks=None,
+        state=State.RUNNING,
+        shard_attempts=1,
+    )
+    shard = session.scalar(select(Shard).where(Shard.job_id == job.id))
+    stamp = now()
+    shard.worker, shard.host, shard.attempts = worker, host, 1
+    shard.started_at = shard.heartbeat_at = stamp
+    return _local_run(job, shard)
+
+
+def _local_run(job: Job, shard: Shard) -> LocalRun:
+    return LocalRun(
+        job.id,
+        shard.id,
+        job.parameters,
+        shard.worker,
+        shard.host,
+        shard.heartbeat_at,
+        job.records_done,
+        shard.provenance,
+    )
+
+
+def local_runs(session: Session, input_sha256: str, input_bytes: int) -> list[LocalRun]:
+    """The unfinished `predict --db` jobs of this input, newest first: a running job whose one
+    shard is held with no lease."""
+    rows = session.execute(
+        select(Job, Shard)
+        .join(Shard)
+        .where(
+            Job.state == State.RUNNING,
+            Job.input_sha256 == input_sha256,
+            Job.input_bytes == input_bytes,
+            Job.shards == 1,
+            Shard.state == State.RUNNING,
+            Shard.lease_expires_at.is_(None),
+            Shard.worker.is_not(None),
+        )
+        .order_by(Job.id.desc())
+    )
+    return [_local_run(job, shard) for job, shard in rows]
+
+
+def take_over(session: Session, run: LocalRun, worker: str, host: str) -> bool:
+    """Give the shard of a `predict --db` run whose process has gone to `worker`: one more
+    attempt, its committed blocks kept. False when it has ended or changed hands meanwhile."""
+    job = _lock_job(session, run.job_id)
+    if job is None or job.state != State.RUNNING:
+        return False
+    taken = session.execute(
+        update(Shard)
+        .where(Shard.id == run.shard_id, Shard.state == State.RUNNING, Shard.worker == run.worker)
+        .values(
+            attempts=Shard.attempts + 1, worker=worker, host=host, heartbeat_at=now(), error=None
+        )
+    )
+    return taken.rowcount == 1
+
+
+def commit_block(
+    session: Session, run: LocalRun, block: BlockResult, progress: dict[str, Any]
+) -> bool:
+    """A `predict --db` block: its rows, the job's counters and the run's `progress` (its
+    identity and totals so far) in one transaction, so that a run killed after it goes on from
+    the next block. False, and nothing written, when the shard is no longer `run.worker`'s (the
+    job was cancelled, or another run took it over)."""
+    job = _lock_job(session, run.job_id)
+    if job.state != State.RUNNING:
+        return False
+    held = session.execute(
+        update(Shard)
+        .where(Shard.id == run.shard_id, Shard.worker == run.worker, Shard.state == State.RUNNING)
+        .values(
+            heartbeat_at=now(),
+            device=progress["identity"]["device"],
+            provenance=progress,
+            frames_done=Shard.frames_done + len(block.frames),
+        )
+    )
+    if held.rowcount != 1:
+        return False
+    write_block(session.connection(), run.job_id, block)
+    job.records_done += len(block.records)
+    job.frames_done += len(block.frames)
+    return True
+
+
 def renew_lease(session: Session, shard_id: int, worker: str, lease: float) -> bool:
     """Extend the lease; False when the worker no longer holds the shard (it was cancelled,
     or queued again after this worker fell silent)."""
@@ -150,11 +282,17 @@ def pin_model_set(session: Session, job_id: int, model_set: dict[str, Any]) -> d
 
 
 def finish_shard(
-    session: Session, shard_id: int, worker: str, provenance: dict[str, Any], code: dict[str, Any]
+    session: Session,
+    shard_id: int,
+    worker: str,
+    provenance: dict[str, Any],
+    code: dict[str, Any],
+    run: dict[str, Any] | None = None,
 ) -> State | None:
     """The worker's attempt succeeded: the shard did, and the job with it if it was the last
-    (`code`: the finisher's code_version and software, for run.json). Returns the job's state,
-    None when the shard was no longer this worker's (cancelled, or run again elsewhere)."""
+    (`code`: the finisher's code_version and software, for run.json; `run`: the job's run.json
+    when the finisher has it whole, as `predict --db` does). Returns the job's state, None when
+    the shard was no longer this worker's (cancelled, or run again elsewhere)."""
     job = _job_of(session, shard_id)
     if job is None:
         return None
@@ -174,7 +312,7 @@ def finish_shard(
     job.shards_done += 1  # counts succeeded shards exactly: a shard succeeds once
     if job.shards_done < job.shards:
         return State(job.state)
-    return _settle(session, job, code)
+    return _settle(session, job, code, run)
 
 
 def fail_shard(
@@ -226,11 +364,6 @@ def cancel_job(session: Session, job_id: int) -> Job | None:
     if job is not None and job.state not in FINISHED:
         set_state(session, job, State.CANCELLED, "cancelled")
     return job
-
-
-def unfinished_jobs(session: Session) -> list[int]:
-    query = select(Job.id).where(Job.state.in_(UNFINISHED)).order_by(Job.id)
-    return list(session.scalars(query))
 
 
 def sweep(session: Session, code: dict[str, Any], every_queued: bool = False) -> list[Delivery]:
@@ -292,9 +425,12 @@ def postpone(session: Session, shard_ids: Sequence[int], delivery: float) -> Non
         )
 
 
-def _settle(session: Session, job: Job, code: dict[str, Any]) -> State:
+def _settle(
+    session: Session, job: Job, code: dict[str, Any], run: dict[str, Any] | None = None
+) -> State:
     """End the locked job if its shards say so (idempotent): failed as soon as a shard has
-    failed, naming it; succeeded, with its run.json, once every shard has."""
+    failed, naming it; succeeded, with its run.json (`run`, else merged from its shards'),
+    once every shard has."""
     if job.state in FINISHED:
         return State(job.state)
     shards = list(
@@ -311,7 +447,7 @@ def _settle(session: Session, job: Job, code: dict[str, Any]) -> State:
         return State.FAILED
     if any(shard.state != State.SUCCEEDED for shard in shards):
         return State(job.state)  # not over yet
-    run = job_run_record(job, shards, code)
+    run = run or job_run_record(job, shards, code)
     session.merge(Provenance(job_id=job.id, run_json=run_json_text(run)))
     job.records_done, job.frames_done = run["counts"]["records"], run["counts"]["kept_frames"]
     job.shards_done = len(shards)

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from ..errors import UserError
 from ..pipeline.embeddings import EmbeddingPart, EmbeddingRecorder
-from ..pipeline.outputs import ResultWriter, run_json_text
+from ..pipeline.outputs import ResultWriter
 from ..pipeline.prediction import Prediction
 from ..pipeline.results import BlockResult
 from ..redact import redact_url
@@ -27,8 +27,6 @@ from .engine import DatabaseError, database_errors, make_engine, session_factory
 from .jobs import (
     create_job,
     get_job,
-    now,
-    set_state,
     shard_parts,
     shard_records,
 )
@@ -166,26 +164,6 @@ class Store:
                     .values(frames_done=Shard.frames_done + len(block.frames))
                 )
 
-    def finish_job(self, job_id: int, run: dict[str, Any]) -> None:
-        """The job succeeded: keep its run.json (exactly as its files hold it)."""
-        with self.session() as session:
-            job = get_job(session, job_id, f"database {self.name}")
-            job.model_set = run["models"]
-            session.merge(Provenance(job_id=job_id, run_json=run_json_text(run)))
-            session.execute(
-                update(Shard)
-                .where(Shard.job_id == job_id)
-                .values(state=State.SUCCEEDED, finished_at=now())
-            )
-            job.shards_done = job.shards
-            set_state(session, job, State.SUCCEEDED)
-
-    def fail_job(self, job_id: int, error: str) -> None:
-        with self.session() as session:
-            set_state(
-                session, get_job(session, job_id, f"database {self.name}"), State.FAILED, error
-            )
-
     # Results ---------------------------------------------------------------------------------
 
     def run_record(self, job_id: int) -> dict[str, Any]:
@@ -200,11 +178,16 @@ class Store:
         """The job's results in input order, a block at a time; with `viral_sequences`, each
         block carries the sequences of its records called virus (from the stored input)."""
         self.run_record(job_id)  # only a succeeded job has results
+        blocks = self.committed_blocks(job_id)
+        if viral_sequences:
+            blocks = _with_viral_sequences(blocks, self._input_records(job_id))
+        yield from blocks
+
+    def committed_blocks(self, job_id: int) -> Iterator[BlockResult]:
+        """The rows the job's blocks have committed so far, in input order: all its results
+        once it has succeeded, what an interrupted `predict --db` run had done before."""
         with database_errors(self.url), self.engine.connect() as connection:
-            blocks = read_blocks(connection, job_id)
-            if viral_sequences:
-                blocks = _with_viral_sequences(blocks, self._input_records(job_id))
-            yield from blocks
+            yield from read_blocks(connection, job_id)
 
     def _input_records(self, job_id: int) -> Iterator[FastaRecord]:
         for shard in self.shards(job_id):
