@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 from models_for_tests import DemoModels, model_args
+from result_files import assert_same_results
 from sqlalchemy import func, select
 
 from virnucpro_worker.interfaces.cli import main
 from virnucpro_worker.pipeline.outputs import PREDICTIONS_FILE, RUN_FILE
-from virnucpro_worker.pipeline.report import PROVENANCE_END, PROVENANCE_START, REPORT_FILE
 from virnucpro_worker.store.models import FramePrediction, Shard
 from virnucpro_worker.store.store import Store
 
@@ -82,24 +82,11 @@ def without_times(run_file: Path) -> dict:
     return {key: value for key, value in run.items() if key not in TIMES}
 
 
-def without_provenance(report: Path) -> str:
-    page = report.read_text()
-    return page[: page.index(PROVENANCE_START)] + page[page.index(PROVENANCE_END) :]
-
-
 def assert_same_files(folder: Path, reference: Path) -> None:
-    """Every file byte for byte, but for when the run was made: run.json's times, and
-    report.html's panel that shows run.json."""
-    names = sorted(path.name for path in folder.iterdir())
-    assert names == sorted(path.name for path in reference.iterdir())
-    for name in names:
-        if name == RUN_FILE:
-            ours, theirs = without_times(folder / name), without_times(reference / name)
-            assert ours == theirs and ours["job_id"] == 1
-        elif name == REPORT_FILE:
-            assert without_provenance(folder / name) == without_provenance(reference / name)
-        else:
-            assert (folder / name).read_bytes() == (reference / name).read_bytes(), name
+    """Every file byte for byte, but run.json's times (when the run was made)."""
+    assert_same_results(folder, reference)
+    ours, theirs = without_times(folder / RUN_FILE), without_times(reference / RUN_FILE)
+    assert ours == theirs and ours["job_id"] == 1
 
 
 def test_a_predict_killed_mid_run_goes_on_from_its_last_block(
