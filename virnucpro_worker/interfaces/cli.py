@@ -25,12 +25,12 @@ from typing import Any, NoReturn
 from .. import __version__
 from ..errors import InputError, UserError, first_line
 from ..files import NewPaths, check_writable_file, check_writable_folder, sha256_of
+from ..loading import load_predictor
 from ..pipeline.regions import RegionRule
 from ..redact import redact_passwords
 from ..sequences.chunking import CHUNK_SIZES
 from ..sequences.fasta import InputLimits, check_input_file
 from ..settings import Settings, load_settings
-from .api import load_predictor
 
 log = logging.getLogger("virnucpro")
 INPUT_HELP = (
@@ -213,23 +213,22 @@ class JobRecorder:
         self.job_id: int | None = None
 
     def start(self, path: Path, info: dict[str, Any]) -> int:
+        from ..pipeline.parameters import ModelRequest
         from ..sequences.fasta import read_fasta
         from ..store.jobs import InputFile
         from ..store.models import State
 
-        parameters = {
-            "chunk_size": self.args.chunk_size,
-            "attention": self.settings.attention,
-            "block_bases": self.settings.block_bases,
-            "models": self.settings.model_request(),
-            "region_rule": region_rule(self.args).to_json(),
-        }
+        models = ModelRequest(demo=self.settings.demo_models)
+        parameters = self.settings.job_parameters(
+            self.args.chunk_size, models, region_rule(self.args), queued=False
+        )
         self.job_id = self.store.create_job(
             read_fasta(path, self.settings.limits),
-            parameters=parameters,
+            parameters=parameters.to_json(),
             input_file=InputFile(info["path"], info["sha256"], info["bytes"]),
             shard_chunks=None,
             state=State.RUNNING,
+            shard_attempts=parameters.attempts,
         )
         keep_database(self.store.url, self.args.new_paths)  # it records this job now
         log.info("job %d in %s", self.job_id, self.store.name)
