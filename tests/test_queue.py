@@ -143,6 +143,32 @@ def test_submit_then_a_burst_worker_gives_what_predict_gives(
     assert len(shards) == len(service.shards(job)) and all(s["worker"] for s in shards)
 
 
+def key_shape(value: object) -> object:
+    """The keys of a JSON value, nested, without the values."""
+    if isinstance(value, dict):
+        return {key: key_shape(item) for key, item in value.items()}
+    return None
+
+
+def test_predict_and_a_queued_job_write_run_json_with_the_same_keys(
+    service, demo_models, tmp_path, monkeypatch
+):
+    job = service.client.submit(DEMO_INPUT, 500, demo=True, label="keys")
+    service.workers.run_burst()
+    service.client.write_outputs(job, tmp_path / "queue")
+    queued = json.loads((tmp_path / "queue" / RUN_FILE).read_text())
+    local = in_process(demo_models, DEMO_INPUT, tmp_path / "local", monkeypatch)
+    predicted = json.loads((local / RUN_FILE).read_text())
+    queue_own, predict_own = {"job_id", "label", "shards"}, {"command_line", "config_file"}
+    assert queue_own <= set(queued) and predict_own <= set(predicted)
+    shared = set(predicted) - predict_own
+    assert set(queued) - queue_own == shared
+    assert {key: key_shape(queued[key]) for key in shared} == {
+        key: key_shape(predicted[key]) for key in shared
+    }
+    assert queued["block_bases"] == predicted["block_bases"] == BLOCK_BASES
+
+
 def test_two_workers_share_one_job(service, tmp_path):
     service.workers.start()
     service.workers.start()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -147,12 +148,14 @@ class ShardRunner:
             if not still_ours:
                 log.info("shard %d: cancelled or taken over; stopping", claim.shard_id)
                 return {"shard": claim.shard_id, "ran": False}
+            start = time.perf_counter()
             patiently(
                 lambda block=block: self.store.write_block(claim.job_id, block, claim.shard_id),
                 patience,
                 f"writing shard {claim.shard_id}",
             )
             totals.add(block)
+            totals.add_seconds({"write": time.perf_counter() - start})  # as `predict` counts it
             self._report(totals)
             if self.stopping():
                 log.info("shard %d: the worker is stopping; given back", claim.shard_id)
