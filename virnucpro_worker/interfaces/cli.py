@@ -218,6 +218,7 @@ class JobRecorder:
         from ..store.jobs import InputFile
         from ..store.models import State
 
+        self.settings.model_files()  # models that cannot be found fail before a job is stored
         models = ModelRequest(demo=self.settings.demo_models)
         parameters = self.settings.job_parameters(
             self.args.chunk_size, models, region_rule(self.args), queued=False
