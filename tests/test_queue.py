@@ -18,6 +18,7 @@ from sqlalchemy import func, select, update
 
 from virnucpro_worker.errors import UserError
 from virnucpro_worker.interfaces.cli import main
+from virnucpro_worker.models.model_files import ModelSet
 from virnucpro_worker.pipeline.multiqc import CALLS_FILE, GENERAL_STATS_FILE
 from virnucpro_worker.pipeline.outputs import (
     HIGHEST_SCORE_FILE,
@@ -27,6 +28,7 @@ from virnucpro_worker.pipeline.outputs import (
     RUN_FILE,
     SUMMARY_FILE,
 )
+from virnucpro_worker.pipeline.parameters import JobParameters, ModelRequest
 from virnucpro_worker.pipeline.regions import RegionRule
 from virnucpro_worker.pipeline.report import PROVENANCE_END, PROVENANCE_START, REPORT_FILE
 from virnucpro_worker.queue import messages
@@ -141,6 +143,28 @@ def test_submit_then_a_burst_worker_gives_what_predict_gives(
     assert len(prediction.records) == 24 and prediction.provenance["job_id"] == job
     shards = prediction.provenance["shards"]
     assert len(shards) == len(service.shards(job)) and all(s["worker"] for s in shards)
+
+
+def test_job_parameters_read_back_what_every_version_stored():
+    files = ModelSet("e" * 64, {"config.json": "c" * 64, "model.safetensors": "w" * 64}, "k" * 64)
+    settings = Settings(attention="v1-bmm", block_bases=4000, shard_attempts=5, lease_seconds=7)
+    rule = RegionRule(min_chunks=3, max_gap=0)
+    for request in (ModelRequest(demo=True), ModelRequest(), ModelRequest(files=files)):
+        for queued in (True, False):
+            parameters = settings.job_parameters(300, request, rule, queued=queued)
+            stored = json.loads(json.dumps(parameters.to_json()))
+            assert JobParameters.from_json(stored) == parameters
+    queued = settings.job_parameters(300, ModelRequest(demo=True), rule, queued=True)
+    assert (queued.attempts, queued.lease_seconds) == (5, 7)
+    # What `predict --db` and the queue stored before: paths beside "demo", no region rule.
+    cli = {"chunk_size": 500, "attention": "v1-bmm", "block_bases": 4000}
+    cli["models"] = {"demo": False, "esm": "e.pt", "dnabert": "d", "classifiers": {"500": "c"}}
+    assert JobParameters.from_json(cli) == JobParameters(500, "v1-bmm", 4000, ModelRequest())
+    pinned = cli | {"models": {"sha256": files.to_json()}}
+    assert JobParameters.from_json(pinned).models.key == files.key != "real"
+    assert messages.job_queue_name("q", JobParameters.from_json(pinned), None) == (
+        f"q-500-{files.key}"
+    )
 
 
 def key_shape(value: object) -> object:
