@@ -21,7 +21,8 @@ from .regions import RegionRule
 from .results import RunTotals
 from .scorer import Scorer
 
-# What the run itself says in a run.json, around what ran (parameters and models).
+# The run.json entries of the run and its result, beside what ran (parameters, models): a
+# job's run.json takes these from the job and all its shards, not from its first shard.
 _RUN_OWN = ("tool", "code_version", "software", "started", "finished", "input")
 _RESULT_OWN = ("counts", "stage_seconds", "warning")
 
