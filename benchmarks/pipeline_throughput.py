@@ -28,8 +28,9 @@ from virnucpro_worker.models.dnabert import DnabertConfig, DnabertS
 from virnucpro_worker.models.dnabert_pretrained import DnabertModel
 from virnucpro_worker.models.esm2 import Esm2Model
 from virnucpro_worker.models.model_files import ModelFiles
-from virnucpro_worker.pipeline.predictor import LoadedModels, Predictor
+from virnucpro_worker.pipeline.predictor import Predictor
 from virnucpro_worker.pipeline.run import predict_file
+from virnucpro_worker.pipeline.scorer import LoadedModels
 from virnucpro_worker.sequences.fasta import read_fasta
 from virnucpro_worker.sequences.prepare import prepared_blocks
 

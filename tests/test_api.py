@@ -18,7 +18,8 @@ from virnucpro_worker.pipeline import stream as stream_module
 from virnucpro_worker.pipeline.outputs import (
     RUN_FILE,
 )
-from virnucpro_worker.pipeline.predictor import LoadedModels, Predictor
+from virnucpro_worker.pipeline.predictor import Predictor
+from virnucpro_worker.pipeline.scorer import LoadedModels
 from virnucpro_worker.pipeline.stream import StreamProgress, predict_stream
 from virnucpro_worker.sequences.fasta import read_fasta
 

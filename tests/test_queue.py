@@ -20,11 +20,13 @@ from sqlalchemy import func, select, update
 
 from virnucpro_worker.errors import UserError
 from virnucpro_worker.interfaces.cli import main
+from virnucpro_worker.models.model_files import ModelSet
 from virnucpro_worker.pipeline.outputs import (
     PREDICTIONS_FILE,
     REGIONS_BED_FILE,
     RUN_FILE,
 )
+from virnucpro_worker.pipeline.parameters import JobParameters, ModelRequest
 from virnucpro_worker.pipeline.regions import RegionRule
 from virnucpro_worker.queue import messages
 from virnucpro_worker.queue.client import Client
@@ -150,6 +152,54 @@ def test_submit_then_a_burst_worker_gives_what_predict_gives(
     assert len(prediction.records) == 24 and prediction.provenance["job_id"] == job
     shards = prediction.provenance["shards"]
     assert len(shards) == len(service.shards(job)) and all(s["worker"] for s in shards)
+
+
+def test_job_parameters_read_back_what_every_version_stored():
+    files = ModelSet("e" * 64, {"config.json": "c" * 64, "model.safetensors": "w" * 64}, "k" * 64)
+    settings = Settings(attention="v1-bmm", block_bases=4000, shard_attempts=5, lease_seconds=7)
+    rule = RegionRule(min_chunks=3, max_gap=0)
+    for request in (ModelRequest(demo=True), ModelRequest(), ModelRequest(files=files)):
+        for queued in (True, False):
+            parameters = settings.job_parameters(300, request, rule, queued=queued)
+            stored = json.loads(json.dumps(parameters.to_json()))
+            assert JobParameters.from_json(stored) == parameters
+    queued = settings.job_parameters(300, ModelRequest(demo=True), rule, queued=True)
+    assert (queued.attempts, queued.lease_seconds) == (5, 7)
+    # What `predict --db` and the queue stored before: paths beside "demo", no region rule.
+    cli = {"chunk_size": 500, "attention": "v1-bmm", "block_bases": 4000}
+    cli["models"] = {"demo": False, "esm": "e.pt", "dnabert": "d", "classifiers": {"500": "c"}}
+    assert JobParameters.from_json(cli) == JobParameters(500, "v1-bmm", 4000, ModelRequest())
+    pinned = cli | {"models": {"sha256": files.to_json()}}
+    assert JobParameters.from_json(pinned).models.key == files.key != "real"
+    assert messages.job_queue_name("q", JobParameters.from_json(pinned), None) == (
+        f"q-500-{files.key}"
+    )
+
+
+def key_shape(value: object) -> object:
+    """The keys of a JSON value, nested, without the values."""
+    if isinstance(value, dict):
+        return {key: key_shape(item) for key, item in value.items()}
+    return None
+
+
+def test_predict_and_a_queued_job_write_run_json_with_the_same_keys(
+    service, demo_models, tmp_path, monkeypatch
+):
+    job = service.client.submit(DEMO_INPUT, 500, demo=True, label="keys")
+    service.workers.run_burst()
+    service.client.write_outputs(job, tmp_path / "queue")
+    queued = json.loads((tmp_path / "queue" / RUN_FILE).read_text())
+    local = in_process(demo_models, DEMO_INPUT, tmp_path / "local", monkeypatch)
+    predicted = json.loads((local / RUN_FILE).read_text())
+    queue_own, predict_own = {"job_id", "label", "shards"}, {"command_line", "config_file"}
+    assert queue_own <= set(queued) and predict_own <= set(predicted)
+    shared = set(predicted) - predict_own
+    assert set(queued) - queue_own == shared
+    assert {key: key_shape(queued[key]) for key in shared} == {
+        key: key_shape(predicted[key]) for key in shared
+    }
+    assert queued["block_bases"] == predicted["block_bases"] == BLOCK_BASES
 
 
 def test_two_workers_share_one_job(service, tmp_path):

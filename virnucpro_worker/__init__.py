@@ -18,7 +18,7 @@ __version__ = "0.2.0"
 _EXPORTS = {
     "load_models": "virnucpro_worker.interfaces.api",
     "Predictor": "virnucpro_worker.pipeline.predictor",
-    "ModelChoice": "virnucpro_worker.pipeline.predictor",
+    "ModelChoice": "virnucpro_worker.pipeline.scorer",
     "Prediction": "virnucpro_worker.pipeline.prediction",
     "predict_stream": "virnucpro_worker.pipeline.stream",
     "StreamProgress": "virnucpro_worker.pipeline.stream",

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,6 +29,8 @@ from .attention.registry import DEFAULT_BACKEND, V1_BACKEND
 from .errors import UserError
 from .files import sha256_of
 from .models.model_files import ModelFiles
+from .pipeline.parameters import JobParameters, ModelRequest
+from .pipeline.regions import RegionRule
 from .redact import redact_passwords, redact_url
 from .sequences.fasta import InputLimits
 
@@ -91,11 +93,16 @@ class Settings:
             "(or set them in the config file), or use --demo-models"
         )
 
-    def model_request(self) -> dict[str, Any]:
-        """The model set asked for, as a job's parameters record it (plain JSON)."""
-        if self.demo_models:
-            return {"demo": True}
-        return {"demo": False, **self.model_files().to_json()}
+    def job_parameters(
+        self, chunk_size: int, models: ModelRequest, regions: RegionRule, *, queued: bool
+    ) -> JobParameters:
+        """What a job asks for: `chunk_size`, `models` and `regions` with these settings'
+        backend and block size; `queued` (run by the queue's workers): with their attempts
+        and message lease."""
+        parameters = JobParameters(chunk_size, self.attention, self.block_bases, models, regions)
+        if not queued:
+            return parameters
+        return replace(parameters, attempts=self.shard_attempts, lease_seconds=self.lease_seconds)
 
     @property
     def limits(self) -> InputLimits:

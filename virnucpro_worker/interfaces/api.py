@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import UserError
-from ..settings import Settings, load_settings
+from ..loading import load_predictor
+from ..settings import load_settings
 
 if TYPE_CHECKING:
     import torch
@@ -56,29 +57,6 @@ def load_models(
     if predictor.demo:  # once, here: the command line says it with each run instead
         log.warning(DEMO_WARNING)
     return predictor
-
-
-def load_predictor(settings: Settings, warm_up: bool = False) -> Predictor:
-    """The model set `settings` name, loaded (the CLI and the worker share this); with
-    `warm_up`, its kernels compiled before it returns (a worker, before it takes work)."""
-    from ..pipeline.predictor import ModelChoice, Predictor
-    from ..pipeline.warmup import warm_up as run_warm_up
-
-    if settings.triton_cache:  # Triton reads its cache folder from the environment only
-        os.environ["TRITON_CACHE_DIR"] = settings.triton_cache
-    files = settings.model_files()
-    choice = ModelChoice(
-        files, settings.attention, settings.device, settings.dtype, settings.block_bases
-    )
-    predictor = Predictor.load(choice)
-    if warm_up:
-        run_warm_up(predictor)
-    return predictor
-
-
-def environment_settings() -> Settings:
-    """Settings from VIRNUCPRO_* variables and the config file alone (for `rq worker -w`)."""
-    return load_settings({}, os.environ)
 
 
 def _device_text(device: object) -> str:

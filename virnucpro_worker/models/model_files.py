@@ -13,6 +13,8 @@ both sizes (the user chose it); a name saying otherwise is flagged where it is u
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,38 @@ SAFETENSORS_FILE, PYTORCH_FILE = "model.safetensors", "pytorch_model.bin"
 # Inside every demo model file (a checkpoint entry, a config.json key, a classifier attribute
 # or safetensors metadata), so that results computed with one are always marked.
 DEMO_MARK = "virnucpro_demo"
+
+
+@dataclass(frozen=True)
+class ModelSet:
+    """The identity of the model files one chunk size runs on: their sha256, not their paths
+    (which differ by host). A job pinned to files runs only where `ModelSet`s are equal."""
+
+    esm2: str
+    dnabert_s: Mapping[str, str]  # file name -> sha256
+    classifier: str
+
+    @property
+    def key(self) -> str:
+        """A queue-name-sized name for the set."""
+        text = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+        return "sha256-" + hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"esm2": self.esm2, "dnabert_s": dict(self.dnabert_s), "classifier": self.classifier}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ModelSet:
+        return cls(str(data["esm2"]), dict(data["dnabert_s"]), str(data["classifier"]))
+
+    @classmethod
+    def of_run(cls, models: Mapping[str, Any]) -> ModelSet:
+        """The set a run.json `models` entry describes (as a job's pinned model set keeps it)."""
+        return cls(
+            models["esm2"]["sha256"],
+            dict(models["dnabert_s"]["files"]),
+            models["classifier"]["sha256"],
+        )
 
 
 @dataclass(frozen=True)
@@ -67,19 +101,19 @@ class ModelFiles:
             raise UserError(f"model folder {folder}: no 300_model.pth or 500_model.pth")
         return cls(str(esm), str(dnabert), classifiers)
 
-    def fingerprint(self, chunk_size: int) -> dict[str, Any]:
-        """The sha256 of each file the set uses for `chunk_size`, as a worker reports them
-        (a job submitted with model files runs only where the same files are loaded)."""
+    def fingerprint(self, chunk_size: int) -> ModelSet:
+        """The identity of the files the set uses for `chunk_size`, as a worker that loaded
+        them reports it (a job submitted with model files runs only where they are loaded)."""
         esm = Path(self.esm)
         if not esm.is_file():
             raise UserError(f"ESM-2 {self.esm}: give a checkpoint file to pin a job's models")
         if chunk_size not in self.classifiers:
             raise UserError(f"no classifier for {chunk_size} bp chunks in this model set")
-        return {
-            "esm2": sha256_of(esm),
-            "dnabert_s": {path.name: sha256_of(path) for path in dnabert_files(Path(self.dnabert))},
-            "classifier": sha256_of(Path(self.classifiers[chunk_size])),
-        }
+        return ModelSet(
+            esm2=sha256_of(esm),
+            dnabert_s={path.name: sha256_of(path) for path in dnabert_files(Path(self.dnabert))},
+            classifier=sha256_of(Path(self.classifiers[chunk_size])),
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -21,7 +21,7 @@ from ..errors import UserError
 from ..sequences.fasta import NO_LIMITS, InputLimits, read_fasta
 from ..sequences.translation import KeptFrame
 from .predictor import Predictor
-from .provenance import code_version, input_description, now, software
+from .provenance import comparison_record, input_description, now
 from .stream import predict_stream
 
 ACCEPT_ABOVE = 99.0
@@ -125,17 +125,8 @@ def compare_backends(
     if not rows:
         raise UserError(f"{input_path}: no kept frame to compare")
     report = _report(rows, gap, predictor, other)
-    report["provenance"] = {
-        "tool": "virnucpro-worker",
-        "code_version": code_version(),
-        "software": software(),
-        "started": started,
-        "finished": now(),
-        "input": input_description(input_path),
-        "chunk_size": chunk_size,
-        "first": predictor.provenance(chunk_size),
-        "second": other.provenance(chunk_size),
-    }
+    info = input_description(input_path)
+    report["provenance"] = comparison_record(predictor, other, info, chunk_size, started)
     return report
 
 

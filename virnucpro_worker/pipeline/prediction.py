@@ -6,7 +6,7 @@ import copy
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..sequences.sources import Source, records_of
 from .embeddings import EmbeddingRecorder, FrameEmbeddings, check_dtype
@@ -14,10 +14,8 @@ from .outputs import ResultWriter
 from .provenance import input_description, now, run_record
 from .regions import RegionRule, ViralRegion
 from .results import BlockResult, ChunkCall, FrameScore, RecordSummary, RunTotals
+from .scorer import Scorer
 from .stream import predict_stream
-
-if TYPE_CHECKING:
-    from .predictor import Predictor
 
 
 @dataclass(repr=False)
@@ -60,7 +58,7 @@ class Prediction:
 
 
 def predict(
-    predictor: Predictor,
+    predictor: Scorer,
     source: Source,
     chunk_size: int,
     regions: RegionRule,

@@ -13,12 +13,18 @@ import math
 import struct
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..sequences.chunking import chunk_starts
 
-if TYPE_CHECKING:
-    from .results import ChunkCall
+
+class ScoredChunk(Protocol):
+    """What the rule reads of a chunk's call: a `ChunkCall` of results.py, which uses this
+    module to find the regions of the calls it makes."""
+
+    chunk: int  # 1-based along its record
+    is_virus: bool
+    max_virus_score: float
 
 
 @dataclass(frozen=True)
@@ -82,7 +88,7 @@ def record_regions(
     record: int,
     record_id: str,
     length: int,
-    calls: Sequence[ChunkCall],
+    calls: Sequence[ScoredChunk],
     chunk_size: int,
     rule: RegionRule,
 ) -> list[ViralRegion]:

@@ -13,7 +13,6 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -24,11 +23,8 @@ from ..sequences.translation import KeptFrame
 from .background import in_background
 from .regions import RegionRule
 from .results import BlockResult, block_result
+from .scorer import FRAMES_PER_STEP, Scorer
 
-if TYPE_CHECKING:
-    from .predictor import Predictor
-
-FRAMES_PER_STEP = 16384
 FeatureSink = Callable[[Sequence[KeptFrame], torch.Tensor], None]
 
 
@@ -42,7 +38,7 @@ class StreamProgress:
 
 
 def predict_stream(
-    predictor: Predictor,
+    predictor: Scorer,
     records: Iterable[FastaRecord],
     chunk_size: int,
     *,
@@ -96,7 +92,7 @@ def _timed(blocks: Iterator[PreparedBlock]) -> Iterator[tuple[PreparedBlock, flo
 
 
 def _score(
-    predictor: Predictor, frames: Sequence[KeptFrame], chunk_size: int, seconds: dict[str, float]
+    predictor: Scorer, frames: Sequence[KeptFrame], chunk_size: int, seconds: dict[str, float]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     start = time.perf_counter()
     nucleotide = predictor.nucleotide_features(frames)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import redis
@@ -22,6 +22,7 @@ from ..errors import UserError
 from ..files import sha256_of
 from ..models.model_files import ModelFiles
 from ..pipeline.embeddings import check_dtype
+from ..pipeline.parameters import JobParameters, ModelRequest
 from ..pipeline.prediction import Prediction
 from ..pipeline.regions import RegionRule
 from ..sequences.chunking import CHUNK_SIZES
@@ -94,9 +95,9 @@ class Client:
         embeddings.safetensors and `results(job, embeddings=True)` to return."""
         if chunk_size not in CHUNK_SIZES:
             raise UserError(f"chunk size must be one of {CHUNK_SIZES}, not {chunk_size}")
-        attention = attention or self.settings.attention
-        get_backend(attention)
-        shard_chunks = shard_chunks or self.settings.shard_chunks
+        settings = replace(self.settings, attention=attention) if attention else self.settings
+        get_backend(settings.attention)
+        shard_chunks = shard_chunks or settings.shard_chunks
         if shard_chunks < 1:
             raise UserError(f"shard_chunks must be at least 1, not {shard_chunks}")
         if embeddings is not None:
@@ -104,22 +105,17 @@ class Client:
         with messages.redis_errors(self.redis_url):
             self.redis.ping()  # before anything is stored
         path = source_path(source)
-        parameters = {
-            "chunk_size": chunk_size,
-            "attention": attention,
-            "block_bases": self.settings.block_bases,
-            "models": {"sha256": models.fingerprint(chunk_size)} if models else {"demo": demo},
-            "region_rule": regions.to_json(),
-            "embeddings": embeddings,
-        }
+        request = ModelRequest(demo, models.fingerprint(chunk_size) if models else None)
+        parameters = settings.job_parameters(chunk_size, request, regions, queued=True)
+        parameters = replace(parameters, embeddings=embeddings)
         job_id = self.store.create_job(
-            records_of(source, self.settings.limits),
-            parameters=parameters,
-            input_file=_input_file(path, self.settings),
+            records_of(source, settings.limits),
+            parameters=parameters.to_json(),
+            input_file=_input_file(path, settings),
             shard_chunks=shard_chunks,
             label=label,
-            shard_attempts=self.settings.shard_attempts,
-            delivery_seconds=self.settings.lease_seconds,
+            shard_attempts=parameters.attempts,
+            delivery_seconds=parameters.lease_seconds,
         )
         shards = [shard.id for shard in self.store.shards(job_id)]
         with messages.redis_errors(self.redis_url):
@@ -127,7 +123,7 @@ class Client:
         return job_id
 
     def _queue_of(self, job: Job) -> str:
-        return messages.job_queue_name(self.settings.queue, job.parameters, job.model_set)
+        return messages.queue_of_job(self.settings.queue, job)
 
     def status(self, job_id: int) -> JobStatus:
         job = self.store.job(job_id)
@@ -146,16 +142,19 @@ class Client:
     def _unserved(self, job: Job) -> str | None:
         """Why the job waits, when no live worker serves its queue (None when one does, or
         Redis cannot tell: the state comes from the database)."""
-        queue = messages.shard_queue(self.redis, self._queue_of(job))
+        parameters = JobParameters.from_json(job.parameters)
+        pinned = messages.pinned_model_set(job)
+        queue = messages.shard_queue(
+            self.redis, messages.job_queue_name(self.settings.queue, parameters, pinned)
+        )
         try:
             if Worker.all(connection=self.redis, queue=queue):
                 return None
         except redis.exceptions.RedisError:
             return None
-        model_set = messages.job_model_set(job.parameters["models"], job.model_set)
         return (
-            f"no live worker serves model set {model_set} / chunk size "
-            f"{job.parameters['chunk_size']} (queue {queue.name})"
+            f"no live worker serves model set {messages.job_model_set(parameters, pinned)} / "
+            f"chunk size {parameters.chunk_size} (queue {queue.name})"
         )
 
     def wait(

@@ -12,8 +12,6 @@ in every path that reads a message (dequeue, registry cleanup, failure handling)
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import re
 import secrets
@@ -28,7 +26,10 @@ from rq.job import Job, NoSuchJobError
 from rq.serializers import JSONSerializer
 
 from ..errors import UserError
+from ..models.model_files import ModelSet
+from ..pipeline.parameters import JobParameters
 from ..redact import redact_text, redact_url
+from ..store.models import Job as StoredJob
 
 log = logging.getLogger(__name__)
 
@@ -60,39 +61,30 @@ def shard_of(message_id: str) -> int | None:
 # Queues: one per chunk size and model set ------------------------------------------------------
 
 
-def fingerprint(models: dict[str, Any]) -> dict[str, Any]:
-    """The sha256 of every model file of a provenance `models` entry (paths differ by host)."""
-    return {
-        "esm2": models["esm2"]["sha256"],
-        "dnabert_s": models["dnabert_s"]["files"],
-        "classifier": models["classifier"]["sha256"],
-    }
-
-
-def model_set_key(fingerprint_: dict[str, Any]) -> str:
-    """A queue-name-sized name for the model files of a fingerprint."""
-    text = json.dumps(fingerprint_, sort_keys=True, separators=(",", ":"))
-    return "sha256-" + hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
 def queue_name(base: str, chunk_size: int, model_set: str) -> str:
     """Shards go to one queue per chunk size and model set ("demo", "real", or the files'
-    `model_set_key`): a worker listens on those it can run."""
+    `ModelSet.key`): a worker listens on those it can run."""
     return f"{base}-{chunk_size}-{model_set}"
 
 
-def job_model_set(asked: dict[str, Any], pinned: dict[str, Any] | None) -> str:
+def job_model_set(parameters: JobParameters, pinned: ModelSet | None) -> str:
     """The model set a job's shards wait for: the files its first shard ran on once pinned,
-    the files it was submitted with, else demo or real models."""
-    if pinned is not None:
-        return model_set_key(fingerprint(pinned))
-    if "sha256" in asked:
-        return model_set_key(asked["sha256"])
-    return "demo" if asked.get("demo") else "real"
+    else the ones it asks for (its files, or demo or real models)."""
+    return parameters.models.key if pinned is None else pinned.key
 
 
-def job_queue_name(base: str, parameters: dict[str, Any], pinned: dict[str, Any] | None) -> str:
-    return queue_name(base, parameters["chunk_size"], job_model_set(parameters["models"], pinned))
+def job_queue_name(base: str, parameters: JobParameters, pinned: ModelSet | None) -> str:
+    return queue_name(base, parameters.chunk_size, job_model_set(parameters, pinned))
+
+
+def queue_of_job(base: str, job: StoredJob) -> str:
+    """The queue a stored job's shards wait on now."""
+    return job_queue_name(base, JobParameters.from_json(job.parameters), pinned_model_set(job))
+
+
+def pinned_model_set(job: StoredJob) -> ModelSet | None:
+    """The model set the job's first shard ran on, once one has run."""
+    return None if job.model_set is None else ModelSet.of_run(job.model_set)
 
 
 def connect(url: str) -> redis.Redis:

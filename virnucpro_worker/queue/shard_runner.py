@@ -7,6 +7,7 @@ Finishing the last shard ends the job in the same transaction. A failed attempt 
 the database, which counts attempts, and the shard gets a new message if it has one left; a
 shard this worker cannot run, or is asked to stop in the middle of, is given back (the attempt
 not counted). Every database step waits out an unreachable database (`database_patience`).
+A lost GPU is raised (`DeviceLost`) once its attempt is recorded: the worker stops.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import functools
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -22,9 +24,9 @@ import redis
 import torch
 
 from ..errors import UserError, first_line
+from ..models.model_files import ModelSet
 from ..pipeline.embeddings import EmbeddingPart, embedding_parts
-from ..pipeline.provenance import code_version, now, software
-from ..pipeline.regions import RegionRule
+from ..pipeline.provenance import now, run_record
 from ..pipeline.results import RunTotals
 from ..pipeline.stream import predict_stream
 from ..settings import Settings
@@ -49,7 +51,6 @@ if TYPE_CHECKING:
 
     from ..pipeline.predictor import Predictor
     from ..sequences.translation import KeptFrame
-    from .worker import GpuWorker
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -60,17 +61,31 @@ class ShardRefused(UserError):
     for): another worker may."""
 
 
+class DeviceLost(RuntimeError):
+    """The GPU failed in a way that leaves it unusable: the shard's attempt is recorded (it
+    runs again elsewhere); the worker must stop."""
+
+
 class ShardRunner:
-    def __init__(self, worker: GpuWorker, settings: Settings, predictor: Predictor) -> None:
-        self.worker, self.settings, self.predictor = worker, settings, predictor
+    """Runs shards for the worker `name`, which serves `queues` of the Redis `connection`;
+    `stopping()` says when the worker was asked to stop (a shard then gives itself back)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        predictor: Predictor,
+        *,
+        name: str,
+        connection: redis.Redis,
+        queues: list[str],
+        stopping: Callable[[], bool],
+    ) -> None:
+        self.settings, self.predictor = settings, predictor
+        self.name, self.connection, self.queues, self.stopping = name, connection, queues, stopping
         self.store = Store(settings.database_url)
         self.device = predictor.provenance(predictor.chunk_sizes[0])["device"]
         self.shard_id: int | None = None  # the shard running now, for the heartbeat thread
         self._lock = threading.Lock()
-
-    @property
-    def name(self) -> str:
-        return self.worker.name
 
     def _in_session(self, operation: Callable[[Session], T], what: str) -> T:
         """`operation(session)` in a transaction, waiting out an unreachable database."""
@@ -79,6 +94,7 @@ class ShardRunner:
         )
 
     def renew_lease(self) -> None:
+        """Extend the running shard's lease (a DatabaseError when the database is away)."""
         with self._lock:
             shard_id = self.shard_id
         if shard_id is not None:  # no patience: the next heartbeat tries again
@@ -115,19 +131,19 @@ class ShardRunner:
                 self.shard_id = None
 
     def _run(self, claim: Claim) -> dict[str, Any]:
-        chunk_size = claim.parameters["chunk_size"]
+        parameters = claim.parameters
         predictor = self._predictor_for(claim)
         started, totals = now(), RunTotals()
         patience = self.settings.database_patience
         parts = patiently(lambda: self.store.shard_input(claim.shard_id), patience, "input")
-        features = BlockFeatures(claim.parameters.get("embeddings"), predictor.feature_widths[0])
+        features = BlockFeatures(parameters.embeddings, predictor.feature_widths[0])
         blocks = predict_stream(
             predictor,
             shard_records(parts, claim.shard_id),
-            chunk_size,
+            parameters.chunk_size,
             first_index=claim.first_record,
-            block_bases=claim.parameters["block_bases"],
-            regions=RegionRule.from_json(claim.parameters.get("region_rule")),
+            block_bases=parameters.block_bases,
+            regions=parameters.region_rule,
             on_features=features.add if features.dtype else None,
         )
         for block in blocks:
@@ -137,6 +153,7 @@ class ShardRunner:
             if not still_ours:
                 log.info("shard %d: cancelled or taken over; stopping", claim.shard_id)
                 return {"shard": claim.shard_id, "ran": False}
+            start = time.perf_counter()
             write = self.store.write_block
             patiently(
                 functools.partial(write, claim.job_id, block, claim.shard_id, features.take()),
@@ -144,23 +161,23 @@ class ShardRunner:
                 f"writing shard {claim.shard_id}",
             )
             totals.add(block)
+            totals.add_seconds({"write": time.perf_counter() - start})  # as `predict` counts it
             self._report(totals)
-            if self.worker.stop_asked:
+            if self.stopping():
                 log.info("shard %d: the worker is stopping; given back", claim.shard_id)
                 self._give_back(claim, elsewhere=False)
                 return {"shard": claim.shard_id, "ran": False}
-        provenance = {
-            "code_version": code_version(),
-            "software": software(),
-            "started": started,
-            "finished": now(),
-            **predictor.provenance(chunk_size),
-            "counts": totals.counts(),
-            "stage_seconds": totals.stage_seconds,
-        }
-        code = {"code_version": provenance["code_version"], "software": provenance["software"]}
+        record = run_record(
+            predictor,
+            parameters.chunk_size,
+            {"shard": claim.shard_id},
+            totals,
+            started,
+            block_bases=parameters.block_bases,
+            region_rule=parameters.region_rule,
+        )
         job_state = self._in_session(
-            lambda session: finish_shard(session, claim.shard_id, self.name, provenance, code),
+            lambda session: finish_shard(session, claim.shard_id, self.name, record),
             f"finishing shard {claim.shard_id}",
         )
         if job_state is None:
@@ -172,31 +189,34 @@ class ShardRunner:
 
     def _predictor_for(self, claim: Claim) -> Predictor:
         """The worker's models through the job's backend, if they are the job's models."""
-        chunk_size = claim.parameters["chunk_size"]
+        chunk_size = claim.parameters.chunk_size
         if chunk_size not in self.predictor.chunk_sizes:
             raise ShardRefused(f"worker {self.name} has no classifier for {chunk_size} bp chunks")
-        asked = claim.parameters["models"]
-        predictor = self.predictor.with_attention(claim.parameters["attention"])
-        models = predictor.provenance(chunk_size)["models"]
-        if "sha256" in asked:  # submitted with its model files
-            if messages.fingerprint(models) != asked["sha256"]:
+        asked = claim.parameters.models
+        predictor = self.predictor.with_attention(claim.parameters.attention)
+        loaded = predictor.model_set(chunk_size)
+        if asked.files is not None:  # submitted with its model files
+            if loaded != asked.files:
                 raise ShardRefused(
                     f"worker {self.name}'s model files are not the ones job {claim.job_id} was "
                     "submitted with (their sha256 differ)"
                 )
-        elif asked.get("demo", False) != self.predictor.demo:
-            kind = "demo" if asked.get("demo") else "real"
+        elif asked.demo != self.predictor.demo:
+            kind = "demo" if asked.demo else "real"
             raise ShardRefused(
                 f"the job asks for {kind} models; worker {self.name} has the other kind"
             )
-        pinned = self._in_session(
-            lambda session: pin_model_set(session, claim.job_id, models), "pinning the model set"
+        models = predictor.provenance(chunk_size)["models"]
+        pinned = ModelSet.of_run(
+            self._in_session(
+                lambda session: pin_model_set(session, claim.job_id, models),
+                "pinning the model set",
+            )
         )
-        if messages.fingerprint(pinned) != messages.fingerprint(models):
+        if pinned != loaded:
             raise ShardRefused(
                 f"worker {self.name}'s model files differ from the ones job {claim.job_id} "
-                f"runs on (its first shard pinned model set "
-                f"{messages.model_set_key(messages.fingerprint(pinned))})"
+                f"runs on (its first shard pinned model set {pinned.key})"
             )
         return predictor
 
@@ -216,15 +236,19 @@ class ShardRunner:
 
     def _failed(self, claim: Claim, error: Exception) -> str:
         """Record the attempt (one log line; the traceback at debug level) and queue the shard
-        again if it has an attempt left; a lost GPU also stops this worker, an exhausted one
-        frees memory. Returns the message."""
+        again if it has an attempt left; an exhausted GPU frees memory, a lost one raises
+        `DeviceLost` once the attempt is recorded. Returns the message."""
         message = _describe(error, self.device)
         log.error("shard %d, attempt %d: %s", claim.shard_id, claim.attempt, message)
         log.debug("shard %d: the error's traceback", claim.shard_id, exc_info=error)
         if isinstance(error, torch.cuda.OutOfMemoryError):
             torch.cuda.empty_cache()
+        self._record_failure(claim, message)
         if device_lost(error):
-            self.worker.device_lost = True
+            raise DeviceLost(message) from error
+        return message
+
+    def _record_failure(self, claim: Claim, message: str) -> None:
         delivery = self.settings.lease_seconds
         try:
             outcome = self._in_session(
@@ -233,12 +257,11 @@ class ShardRunner:
             )
         except UserError as store_error:  # still away: its lease runs out, the sweep requeues it
             log.error("shard %d: cannot record the failure: %s", claim.shard_id, store_error)
-            return message
+            return
         if outcome == Failure.RETRY:
             self._deliver(claim, elsewhere=False)
         elif outcome == Failure.LAST:
             log.error("job %d failed: shard %d had no attempt left", claim.job_id, claim.shard_id)
-        return message
 
     def _give_back(self, claim: Claim, elsewhere: bool) -> None:
         """Queue the claimed shard again without counting the attempt (`elsewhere`: this worker
@@ -254,12 +277,11 @@ class ShardRunner:
     def _deliver(self, claim: Claim, elsewhere: bool) -> None:
         """A fresh message for the shard on its job's queue (the job's model set may have been
         pinned since the claim); if that fails, the sweep sends one after the grace period."""
-        job = self.store.job(claim.job_id)
-        queue = messages.job_queue_name(self.settings.queue, job.parameters, job.model_set)
-        if elsewhere and queue in self.worker.queue_names():
+        queue = messages.queue_of_job(self.settings.queue, self.store.job(claim.job_id))
+        if elsewhere and queue in self.queues:
             return  # sent back here it would come straight back: the sweep retries it later
         try:
-            messages.deliver(self.worker.connection, queue, [claim.shard_id], fresh=True)
+            messages.deliver(self.connection, queue, [claim.shard_id], fresh=True)
         except redis.exceptions.RedisError as error:
             log.warning("shard %d: not queued again (%s); the sweep will", claim.shard_id, error)
 

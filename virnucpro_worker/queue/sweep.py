@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import redis
 
-from ..pipeline.provenance import code_version, software
 from ..settings import Settings
 from ..store.shards import postpone
 from ..store.shards import sweep as sweep_database
@@ -26,8 +25,7 @@ def sweep(
     """Act on the leases that ran out and settle the jobs whose shards have all ended; queue a
     message for each queued shard that needs one (`every_queued`: whatever its grace period);
     returns how many were queued."""
-    code = {"code_version": code_version(), "software": software()}
-    due = store.transaction(lambda session: sweep_database(session, code, every_queued))
+    due = store.transaction(lambda session: sweep_database(session, every_queued))
     by_queue: dict[str, list[int]] = {}
     first_queues = set()  # before a job's model set is pinned, its messages went there
     for delivery in due:

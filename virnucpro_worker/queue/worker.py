@@ -9,12 +9,14 @@ such a worker (README "Guarantees" says what each buys, and which test shows it)
 - it reads every message as a `messages.ShardMessage` (one allow-listed function, one integer;
   anything else is deleted unread, and RQ options a message carries are dropped);
 - the database, not RQ, decides when a shard was abandoned: while a shard runs, a thread renews
-  its lease (and RQ's heartbeats) every `heartbeat` seconds; RQ's own registry cleanup, which
-  would retry or fail a message by its started-registry score and call its callbacks, only
-  drops the entries of dead workers here, and the worker's maintenance runs the sweep
-  (`sweep.py`) that queues again the shards whose lease ran out;
+  its lease, then the worker's RQ heartbeat, every `heartbeat` seconds (a message's entry in
+  RQ's started registry outlives the shard's time limit instead of being renewed); RQ's own
+  registry cleanup, which would retry or fail a message by its started-registry score and
+  call its callbacks, only drops the expired entries here, and the worker's maintenance runs
+  the sweep (`sweep.py`) that queues again the shards whose lease ran out;
 - SIGTERM (or SIGINT) stops an idle worker at once and a busy one after its current block;
-  stopping never waits on RQ's command-channel thread.
+  stopping never waits on RQ's command-channel thread;
+- a lost GPU (`shard_runner.DeviceLost`, raised out of a shard) stops it after that shard.
 
 Run it as `virnucpro worker ...` (which also survives Redis restarts: it reconnects and goes
 on), or through RQ's own command line:
@@ -26,10 +28,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 import redis
 from rq import SimpleWorker, worker_registration
@@ -38,9 +43,15 @@ from rq.queue import Queue
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 from rq.utils import current_timestamp, now
 
-from ..errors import UserError, first_line
-from ..settings import Settings
-from . import messages, shard_runner, sweep
+if TYPE_CHECKING:
+    from ..pipeline.predictor import Predictor
+
+from ..errors import first_line
+from ..loading import load_predictor
+from ..settings import Settings, load_settings
+from ..store.engine import DatabaseError
+from . import messages, sweep
+from .shard_runner import DeviceLost, ShardRunner
 
 log = logging.getLogger(__name__)
 _current: GpuWorker | None = None
@@ -53,15 +64,14 @@ def current_worker() -> GpuWorker:
     return _current
 
 
-def served_queues(base: str, predictor: Any) -> list[str]:
+def served_queues(base: str, predictor: Predictor) -> list[str]:
     """The queues of what the predictor can run: per chunk size, its kind and its files."""
     kind = "demo" if predictor.demo else "real"
     names = []
     for size in predictor.chunk_sizes:
-        files = messages.fingerprint(predictor.provenance(size)["models"])
         names += [
             messages.queue_name(base, size, kind),
-            messages.queue_name(base, size, messages.model_set_key(files)),
+            messages.queue_name(base, size, predictor.model_set(size).key),
         ]
     return names
 
@@ -77,16 +87,12 @@ class GpuWorker(SimpleWorker):
         queues: Any = None,
         *args: Any,
         settings: Settings | None = None,
-        predictor: Any = None,
+        predictor: Predictor | None = None,
         **kwargs: Any,
     ) -> None:
         if settings is None:  # built by `rq worker -w ...`: the settings are the environment's
-            from ..interfaces.api import environment_settings
-
-            settings = environment_settings()
+            settings = load_settings({}, os.environ)
         if predictor is None:
-            from ..interfaces.api import load_predictor
-
             predictor = load_predictor(settings, warm_up=True)
         connection = kwargs.pop("connection", None) or messages.connect(settings.redis_url)
         kwargs["serializer"] = messages.SERIALIZER  # whatever rq's command line says: never pickle
@@ -102,10 +108,18 @@ class GpuWorker(SimpleWorker):
         shard_queues = [messages.shard_queue(connection, name) for name in names]
         super().__init__(shard_queues, *args, connection=connection, **kwargs)
         self.settings, self.predictor, self.lease = settings, predictor, lease
-        self.runner = shard_runner.ShardRunner(self, settings, predictor)
         self.device_lost = False
         self.stop_asked = False  # SIGINT or SIGTERM: the supervisor (`serve`) stops too
         self._tearing_down = False
+        self.runner = ShardRunner(
+            settings,
+            predictor,
+            name=self.name,
+            connection=connection,
+            queues=self.queue_names(),
+            stopping=lambda: self.stop_asked,
+        )
+        self.push_exc_handler(self._stop_if_device_lost)
 
     # Stopping -------------------------------------------------------------------------------
 
@@ -131,26 +145,40 @@ class GpuWorker(SimpleWorker):
     # Running a shard ------------------------------------------------------------------------
 
     def get_heartbeat_ttl(self, job: Job) -> int:
-        """RQ's started-registry entry lives `lease` seconds past each heartbeat."""
-        return self.lease
+        """RQ's started-registry entry outlives the shard's time limit: the database lease,
+        not this entry, says whether the shard still runs (the sweep acts on it)."""
+        return self.settings.shard_timeout + self.lease
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         global _current
         job.timeout = self.settings.shard_timeout  # the worker's limit, not the message's
         _current = self
         try:
-            with self._heartbeats(job):
+            with self._heartbeats():
                 super().execute_job(job, queue)
         finally:
             _current = None
-        if self.device_lost:
-            self.log.error("Worker %s: its GPU is lost; stopping", self.name)
-            self._stop_requested = True
+
+    def _stop_if_device_lost(
+        self,
+        job: Job,
+        kind: type[BaseException],
+        error: BaseException,
+        traceback: TracebackType | None,
+    ) -> bool:
+        """RQ's handler of an exception out of a job: a lost GPU stops this worker after the
+        job, as SIGTERM would (its shard is queued again, for another worker)."""
+        if not isinstance(error, DeviceLost):
+            return True  # RQ's other handlers, if any
+        self.log.error("Worker %s: its GPU is lost; stopping", self.name)
+        self.device_lost = True
+        self.request_stop(signal.SIGTERM, None)
+        return False
 
     @contextlib.contextmanager
-    def _heartbeats(self, job: Job) -> Iterator[None]:
+    def _heartbeats(self) -> Iterator[None]:
         stop = threading.Event()
-        thread = threading.Thread(target=self._beat, args=(job, stop), daemon=True)
+        thread = threading.Thread(target=self._beat, args=(stop,), daemon=True)
         thread.start()
         try:
             yield
@@ -158,19 +186,21 @@ class GpuWorker(SimpleWorker):
             stop.set()
             thread.join()
 
-    def _beat(self, job: Job, stop: threading.Event) -> None:
-        """Every `heartbeat` seconds while the job runs: RQ's heartbeats, the shard's lease,
-        and, every few beats, the sweep (busy workers sweep too)."""
+    def _beat(self, stop: threading.Event) -> None:
+        """Every `heartbeat` seconds while a shard runs: its lease in the database, then this
+        worker's RQ heartbeat, and, every few beats, the sweep (busy workers sweep too)."""
         beats = 0
         while not stop.wait(self.settings.heartbeat_seconds):
             beats += 1
             try:
-                if self.execution is not None:  # None once RQ has ended the job
-                    self.maintain_heartbeats(job)
                 self.runner.renew_lease()
-            except Exception as error:  # Redis or the database away for a moment: try again
-                self.log.warning("Worker %s: heartbeat failed: %s", self.name, first_line(error))
+            except DatabaseError as error:  # away for a moment: the next beat tries again
+                self.log.warning("Worker %s: lease not renewed: %s", self.name, first_line(error))
                 continue  # no sweep until this worker's own lease is renewed: it would expire it
+            try:
+                self.heartbeat()
+            except redis.exceptions.RedisError as error:
+                self.log.warning("Worker %s: heartbeat failed: %s", self.name, first_line(error))
             if beats % 3 == 0:
                 self.sweep()
 
@@ -198,7 +228,7 @@ class GpuWorker(SimpleWorker):
             if not self.connection.set(lock, self.name, nx=True, ex=max(1, self.lease // 2)):
                 return
             queued = sweep.sweep(self.runner.store, self.connection, self.settings)
-        except (UserError, redis.exceptions.RedisError) as error:
+        except (DatabaseError, redis.exceptions.RedisError) as error:
             self.log.warning("Worker %s: sweep failed: %s", self.name, first_line(error))
             return
         if queued:
@@ -219,7 +249,7 @@ def drop_abandoned(queue: Queue) -> None:
 
 
 def serve(
-    settings: Settings, predictor: Any, queues: list[str] | None = None, burst: bool = False
+    settings: Settings, predictor: Predictor, queues: list[str] | None = None, burst: bool = False
 ) -> int:
     """Run a GpuWorker until it is stopped (or, with `burst`, until its queues are empty),
     starting it again after Redis went away: RQ's worker quits when Redis fails while a job

@@ -32,8 +32,10 @@ from typing import Any
 from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session
 
-from ..pipeline.outputs import DEMO_WARNING, run_json_text
-from ..pipeline.regions import RegionRule
+from ..models.model_files import ModelSet
+from ..pipeline.outputs import run_json_text
+from ..pipeline.parameters import JobParameters
+from ..pipeline.provenance import job_run_record
 from ..pipeline.results import BlockResult
 from ..sequences.fasta import FastaRecord
 from .jobs import InputFile, create_job, now, set_state
@@ -49,12 +51,9 @@ class Claim:
 
     shard_id: int
     job_id: int
-    index: int
     first_record: int
-    record_count: int
     attempt: int
-    parameters: dict[str, Any]
-    model_set: dict[str, Any] | None
+    parameters: JobParameters
 
 
 @dataclass(frozen=True)
@@ -62,8 +61,8 @@ class Delivery:
     """A queued shard whose message must reach the queue of its job's model set."""
 
     shard_id: int
-    parameters: dict[str, Any]
-    model_set: dict[str, Any] | None
+    parameters: JobParameters
+    model_set: ModelSet | None  # pinned by the job's first shard
 
 
 @dataclass(frozen=True)
@@ -140,12 +139,9 @@ def claim_shard(
     return Claim(
         shard.id,
         job.id,
-        shard.index,
         shard.first_record,
-        shard.record_count,
         shard.attempts,
-        job.parameters,
-        job.model_set,
+        JobParameters.from_json(job.parameters),
     )
 
 
@@ -286,13 +282,12 @@ def finish_shard(
     shard_id: int,
     worker: str,
     provenance: dict[str, Any],
-    code: dict[str, Any],
     run: dict[str, Any] | None = None,
 ) -> State | None:
-    """The worker's attempt succeeded: the shard did, and the job with it if it was the last
-    (`code`: the finisher's code_version and software, for run.json; `run`: the job's run.json
-    when the finisher has it whole, as `predict --db` does). Returns the job's state, None when
-    the shard was no longer this worker's (cancelled, or run again elsewhere)."""
+    """The worker's attempt succeeded: the shard did (`provenance`: its run record), and the
+    job with it if it was the last (`run`: the job's run.json when the finisher has it whole,
+    as `predict --db` does). Returns the job's state, None when the shard was no longer this
+    worker's (cancelled, or run again elsewhere)."""
     job = _job_of(session, shard_id)
     if job is None:
         return None
@@ -312,7 +307,7 @@ def finish_shard(
     job.shards_done += 1  # counts succeeded shards exactly: a shard succeeds once
     if job.shards_done < job.shards:
         return State(job.state)
-    return _settle(session, job, code, run)
+    return _settle(session, job, run)
 
 
 def fail_shard(
@@ -331,7 +326,7 @@ def fail_shard(
         shard.lease_expires_at = now() + timedelta(seconds=delivery)
         return Failure.RETRY
     shard.state, shard.finished_at, shard.lease_expires_at = State.FAILED, now(), None
-    _settle(session, job, {})
+    _settle(session, job)
     return Failure.LAST
 
 
@@ -366,7 +361,7 @@ def cancel_job(session: Session, job_id: int) -> Job | None:
     return job
 
 
-def sweep(session: Session, code: dict[str, Any], every_queued: bool = False) -> list[Delivery]:
+def sweep(session: Session, every_queued: bool = False) -> list[Delivery]:
     """Act on the leases that ran out, and settle the jobs whose shards have all ended:
     a running shard whose worker stopped renewing its lease is queued again, or fails its job
     when it had no attempt left. Returns the queued shards whose delivery is due (with
@@ -385,7 +380,7 @@ def sweep(session: Session, code: dict[str, Any], every_queued: bool = False) ->
         if job.state in FINISHED:
             continue
         _expire_leases(session, job, stamp)
-        _settle(session, job, code)
+        _settle(session, job)
     due = [Shard.state == State.QUEUED, Job.state.in_(UNFINISHED)]
     if not every_queued:
         due.append(or_(Shard.lease_expires_at.is_(None), Shard.lease_expires_at < stamp))
@@ -395,7 +390,14 @@ def sweep(session: Session, code: dict[str, Any], every_queued: bool = False) ->
         .where(and_(*due))
         .order_by(Shard.job_id, Shard.index)
     )
-    return [Delivery(*row) for row in rows]
+    return [
+        Delivery(
+            shard_id,
+            JobParameters.from_json(parameters),
+            None if model_set is None else ModelSet.of_run(model_set),
+        )
+        for shard_id, parameters, model_set in rows
+    ]
 
 
 def _expire_leases(session: Session, job: Job, stamp: datetime) -> None:
@@ -425,12 +427,10 @@ def postpone(session: Session, shard_ids: Sequence[int], delivery: float) -> Non
         )
 
 
-def _settle(
-    session: Session, job: Job, code: dict[str, Any], run: dict[str, Any] | None = None
-) -> State:
+def _settle(session: Session, job: Job, run: dict[str, Any] | None = None) -> State:
     """End the locked job if its shards say so (idempotent): failed as soon as a shard has
-    failed, naming it; succeeded, with its run.json (`run`, else merged from its shards'),
-    once every shard has."""
+    failed, naming it; succeeded, with its run.json (`run`, else its shards' run records
+    merged), once every shard has."""
     if job.state in FINISHED:
         return State(job.state)
     shards = list(
@@ -447,7 +447,13 @@ def _settle(
         return State.FAILED
     if any(shard.state != State.SUCCEEDED for shard in shards):
         return State(job.state)  # not over yet
-    run = run or job_run_record(job, shards, code)
+    run = run or job_run_record(
+        [shard.provenance for shard in shards],
+        [_placement(shard) for shard in shards],
+        started=job.started_at.isoformat(timespec="milliseconds"),
+        input_info={"path": job.input_name, "bytes": job.input_bytes, "sha256": job.input_sha256},
+        extra={"job_id": job.id, "label": job.label},
+    )
     session.merge(Provenance(job_id=job.id, run_json=run_json_text(run)))
     job.records_done, job.frames_done = run["counts"]["records"], run["counts"]["kept_frames"]
     job.shards_done = len(shards)
@@ -455,58 +461,13 @@ def _settle(
     return State.SUCCEEDED
 
 
-def job_run_record(job: Job, shards: list[Shard], code: dict[str, Any]) -> dict[str, Any]:
-    """run.json of a queued job: the first shard's models, backend and kernels (every shard
-    ran the job's one model set), counts and timings summed, and every shard's worker."""
-    first = shards[0].provenance
-    counts: dict[str, int] = {}
-    seconds: dict[str, float] = {}
-    for shard in shards:
-        for name, value in shard.provenance["counts"].items():
-            counts[name] = counts.get(name, 0) + value
-        for name, value in shard.provenance["stage_seconds"].items():
-            seconds[name] = round(seconds.get(name, 0.0) + value, 3)
-    record = {
-        "tool": "virnucpro-worker",
-        **code,
-        "started": job.started_at.isoformat(timespec="milliseconds"),
-        "finished": now().isoformat(timespec="milliseconds"),
-        "job_id": job.id,
-        "label": job.label,
-        "input": {"path": job.input_name, "bytes": job.input_bytes, "sha256": job.input_sha256},
-        "chunk_size": job.parameters["chunk_size"],
-        "block_bases": job.parameters["block_bases"],
-        "region_rule": RegionRule.from_json(job.parameters.get("region_rule")).to_json(),
-        **{
-            key: first[key]
-            for key in (
-                "attention_backend",
-                "kernels",
-                "packing",
-                "dtype",
-                "device",
-                "feature_widths",
-                "demo_models",
-                "models",
-            )
-        },
-        "counts": counts,
-        "stage_seconds": seconds,
-        "shards": [
-            {
-                "index": shard.index,
-                "records": shard.record_count,
-                "attempts": shard.attempts,
-                "worker": shard.worker,
-                "host": shard.host,
-                "device": shard.device,
-                "kernels": shard.provenance["kernels"],
-                "started": shard.provenance["started"],
-                "finished": shard.provenance["finished"],
-            }
-            for shard in shards
-        ],
+def _placement(shard: Shard) -> dict[str, Any]:
+    """Where and how often a shard ran, for run.json."""
+    return {
+        "index": shard.index,
+        "records": shard.record_count,
+        "attempts": shard.attempts,
+        "worker": shard.worker,
+        "host": shard.host,
+        "device": shard.device,
     }
-    if first["demo_models"]:
-        record["warning"] = DEMO_WARNING
-    return record

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from ..errors import UserError
 from ..pipeline.embeddings import EmbeddingPart, EmbeddingRecorder
 from ..pipeline.outputs import ResultWriter
+from ..pipeline.parameters import JobParameters
 from ..pipeline.prediction import Prediction
 from ..pipeline.results import BlockResult
 from ..redact import redact_url
@@ -244,7 +245,7 @@ class Store:
     ) -> tuple[str, tuple[int, int]] | None:
         """(dtype, feature widths) of a job submitted with embeddings, else None (or, when
         `required`, a one-line error)."""
-        dtype = self.job(job_id).parameters.get("embeddings")
+        dtype = JobParameters.from_json(self.job(job_id).parameters).embeddings
         if dtype is None:
             if required:
                 raise UserError(f"job {job_id} was not submitted with embeddings")

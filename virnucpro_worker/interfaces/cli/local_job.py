@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...errors import UserError, first_line
+from ...pipeline.parameters import JobParameters, ModelRequest
 from ...settings import Settings
 from .common import Terminated, keep_database, open_store
 from .options import region_rule
@@ -42,13 +43,10 @@ class LocalJob:
         self.store = open_store(settings.database_url, args.new_paths)
         self.settings, self.args = settings, args
         self.worker, self.host = f"predict-{os.getpid()}", socket.gethostname()
-        self.parameters = {
-            "chunk_size": args.chunk_size,
-            "attention": settings.attention,
-            "block_bases": settings.block_bases,
-            "models": settings.model_request(),
-            "region_rule": region_rule(args).to_json(),
-        }
+        models = ModelRequest(demo=settings.demo_models)
+        self.parameters = settings.job_parameters(
+            args.chunk_size, models, region_rule(args), queued=False
+        )
         self.run: LocalRun | None = None  # this process's, once it holds the job
         self.earlier: LocalRun | None = None  # the interrupted run it continues
         self.identity: dict[str, Any] = {}
@@ -62,17 +60,18 @@ class LocalJob:
         gone, or a new one (storing the input checks it). Returns its number of records."""
         from ...store.shards import local_runs
 
+        self.settings.model_files()  # models that cannot be found fail before a job is stored
         runs = self.store.transaction(
             lambda session: local_runs(session, info["sha256"], info["bytes"])
         )
         for earlier in runs:
-            if earlier.parameters == self.parameters:
+            if JobParameters.from_json(earlier.parameters) == self.parameters:
                 self._take_over(earlier)
                 return self.store.job(earlier.job_id).records
             log.info(
                 "job %d, unfinished, ran this input with other parameters (%s): not continued",
                 earlier.job_id,
-                _differences(earlier.parameters, self.parameters),
+                _differences(earlier.parameters, self.parameters.to_json()),
             )
         return self._create(path, info)
 
@@ -97,7 +96,7 @@ class LocalJob:
             lambda session: create_local_job(
                 session,
                 read_fasta(path, self.settings.limits),
-                parameters=self.parameters,
+                parameters=self.parameters.to_json(),
                 input_file=InputFile(info["path"], info["sha256"], info["bytes"]),
                 worker=self.worker,
                 host=self.host,
@@ -197,11 +196,8 @@ class LocalJob:
         """The job succeeded, with the run.json its files hold."""
         from ...store.shards import finish_shard
 
-        code = {"code_version": run["code_version"], "software": run["software"]}
         self.store.transaction(
-            lambda session: finish_shard(
-                session, self.run.shard_id, self.worker, run, code, run=run
-            )
+            lambda session: finish_shard(session, self.run.shard_id, self.worker, run, run=run)
         )
 
 
