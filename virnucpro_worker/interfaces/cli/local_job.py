@@ -96,7 +96,7 @@ class LocalJob:
             lambda session: create_local_job(
                 session,
                 read_fasta(path, self.settings.limits),
-                parameters=self.parameters.to_json(),
+                parameters=self.parameters,
                 input_file=InputFile(info["path"], info["sha256"], info["bytes"]),
                 worker=self.worker,
                 host=self.host,
