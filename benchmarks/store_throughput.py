@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the scratch PostgreSQL database
 
 from services import scratch_postgres  # noqa: E402
 
+from virnucpro_worker.pipeline.parameters import JobParameters, ModelRequest  # noqa: E402
 from virnucpro_worker.pipeline.results import block_result  # noqa: E402
 from virnucpro_worker.sequences.fasta import FastaRecord  # noqa: E402
 from virnucpro_worker.sequences.prepare import PreparedBlock, RecordInfo  # noqa: E402
@@ -82,12 +83,7 @@ def database(url: str, blocks: list) -> tuple[float, float]:
     store = Store(url)
     job = store.create_job(
         [FastaRecord("placeholder", "ACGT")],  # the job's input plays no part here
-        parameters={
-            "chunk_size": 500,
-            "attention": "flash-varlen",
-            "block_bases": 2_000_000,
-            "models": {"demo": True},
-        },
+        parameters=JobParameters(500, "flash-varlen", 2_000_000, ModelRequest(demo=True)),
         input_file=InputFile("benchmark", "0" * 64, 0),
         shard_chunks=None,
     )

@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 from virnucpro_worker.files import sha256_of, sha256_started
-from virnucpro_worker.loading import load_predictor
+from virnucpro_worker.interfaces.loading import load_predictor
 from virnucpro_worker.pipeline.warmup import synthetic_records
 from virnucpro_worker.sequences.fasta import FastaRecord
 from virnucpro_worker.sequences.prepare import prepared_blocks

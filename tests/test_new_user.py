@@ -655,6 +655,7 @@ def _help_of(command: str) -> str:
 
 
 def _stored_job(database: str, state: str) -> int:
+    from virnucpro_worker.pipeline.parameters import JobParameters, ModelRequest
     from virnucpro_worker.sequences.fasta import FastaRecord
     from virnucpro_worker.store.jobs import InputFile
     from virnucpro_worker.store.models import State
@@ -664,16 +665,10 @@ def _stored_job(database: str, state: str) -> int:
     store = Store(database)
     job = store.create_job(
         [FastaRecord("a", "ACGT" * 100)],
-        parameters={
-            "chunk_size": 500,
-            "attention": "v1-bmm",
-            "block_bases": 2_000_000,
-            "models": {"demo": True},
-        },
+        parameters=JobParameters(500, "v1-bmm", 2_000_000, ModelRequest(demo=True)),
         input_file=InputFile("a.fa", "0" * 64, 401),
         shard_chunks=None,
         state=State.QUEUED,
-        shard_attempts=1,
     )
     if state == "failed":  # its one attempt failed
         (shard,) = store.shards(job)

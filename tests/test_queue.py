@@ -500,8 +500,8 @@ def wait_until_no_workers(service: Service, timeout: float = 60) -> None:
 
 
 def test_rq_s_own_command_line_runs_the_gpu_worker(service, demo_models, tmp_path, monkeypatch):
-    """`rq worker -w virnucpro_worker.queue.GpuWorker`: settings from VIRNUCPRO_* variables,
-    JSON whatever rq's default serializer is, and what `virnucpro worker` gives."""
+    """`rq worker -w virnucpro_worker.interfaces.rq_worker.GpuWorker`: settings from VIRNUCPRO_*
+    variables, JSON whatever rq's default serializer is, and what `virnucpro worker` gives."""
     import os
     import subprocess
     import sys
@@ -514,7 +514,13 @@ def test_rq_s_own_command_line_runs_the_gpu_worker(service, demo_models, tmp_pat
         "VIRNUCPRO_LEASE_SECONDS": "3",
     }
     rq = Path(sys.executable).with_name("rq")
-    command = [str(rq), "worker", "-w", "virnucpro_worker.queue.GpuWorker", "--burst"]
+    command = [
+        str(rq),
+        "worker",
+        "-w",
+        "virnucpro_worker.interfaces.rq_worker.GpuWorker",
+        "--burst",
+    ]
     command += ["--url", service.redis.url, DEMO_QUEUE]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

@@ -19,6 +19,7 @@ from virnucpro_worker.pipeline.outputs import (
     RESULT_FILES,
     RUN_FILE,
 )
+from virnucpro_worker.pipeline.parameters import JobParameters, ModelRequest
 from virnucpro_worker.pipeline.results import BlockResult, ChunkCall, RecordSummary
 from virnucpro_worker.sequences.fasta import read_fasta
 from virnucpro_worker.store import schema
@@ -34,12 +35,7 @@ from virnucpro_worker.store.results import StoredRows, read_blocks, write_block
 from virnucpro_worker.store.store import Store
 
 DEMO_INPUT = Path(__file__).parents[1] / "examples" / "demo_contigs.fa"
-PARAMETERS = {
-    "chunk_size": 500,
-    "attention": "flash-varlen",
-    "block_bases": 5000,
-    "models": {"demo": True},
-}
+PARAMETERS = JobParameters(500, "flash-varlen", 5000, ModelRequest(demo=True))
 
 
 def predict(models: DemoModels, out: Path, *extra: str) -> int:

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import UserError
-from ..loading import load_predictor
 from ..settings import load_settings
+from .loading import load_predictor
 
 if TYPE_CHECKING:
     import torch

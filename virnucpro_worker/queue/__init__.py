@@ -1,7 +1,8 @@
 """The job queue: submissions stored in the database as shards, run by GPU workers through RQ.
 
-`Client` submits and follows jobs; `GpuWorker` runs them (`rq worker -w
-virnucpro_worker.queue.GpuWorker`). Both load on first use, so importing this package is light.
+`Client` submits and follows jobs; `GpuWorker` runs them (`virnucpro worker`, or `rq worker -w
+virnucpro_worker.interfaces.rq_worker.GpuWorker`). Both load on first use, so importing this
+package is light.
 """
 
 from __future__ import annotations

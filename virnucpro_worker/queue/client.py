@@ -110,12 +110,10 @@ class Client:
         parameters = replace(parameters, embeddings=embeddings)
         job_id = self.store.create_job(
             records_of(source, settings.limits),
-            parameters=parameters.to_json(),
+            parameters=parameters,
             input_file=_input_file(path, settings),
             shard_chunks=shard_chunks,
             label=label,
-            shard_attempts=parameters.attempts,
-            delivery_seconds=parameters.lease_seconds,
         )
         shards = [shard.id for shard in self.store.shards(job_id)]
         with messages.redis_errors(self.redis_url):

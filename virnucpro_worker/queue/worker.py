@@ -19,16 +19,15 @@ such a worker (README "Guarantees" says what each buys, and which test shows it)
 - a lost GPU (`shard_runner.DeviceLost`, raised out of a shard) stops it after that shard.
 
 Run it as `virnucpro worker ...` (which also survives Redis restarts: it reconnects and goes
-on), or through RQ's own command line:
-`rq worker -w virnucpro_worker.queue.GpuWorker --url REDIS virnucpro-500-real virnucpro-300-real`
-(settings from VIRNUCPRO_* variables and the config file).
+on), or through RQ's own command line: `rq worker -w
+virnucpro_worker.interfaces.rq_worker.GpuWorker --url REDIS virnucpro-500-real ...`
+(settings from VIRNUCPRO_* variables and the config file: `interfaces/rq_worker.py`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import signal
 import threading
 import time
@@ -47,8 +46,7 @@ if TYPE_CHECKING:
     from ..pipeline.predictor import Predictor
 
 from ..errors import first_line
-from ..loading import load_predictor
-from ..settings import Settings, load_settings
+from ..settings import Settings
 from ..store.engine import DatabaseError
 from . import messages, sweep
 from .shard_runner import DeviceLost, ShardRunner
@@ -86,14 +84,10 @@ class GpuWorker(SimpleWorker):
         self,
         queues: Any = None,
         *args: Any,
-        settings: Settings | None = None,
-        predictor: Predictor | None = None,
+        settings: Settings,
+        predictor: Predictor,
         **kwargs: Any,
     ) -> None:
-        if settings is None:  # built by `rq worker -w ...`: the settings are the environment's
-            settings = load_settings({}, os.environ)
-        if predictor is None:
-            predictor = load_predictor(settings, warm_up=True)
         connection = kwargs.pop("connection", None) or messages.connect(settings.redis_url)
         kwargs["serializer"] = messages.SERIALIZER  # whatever rq's command line says: never pickle
         kwargs["job_class"], kwargs["queue_class"] = messages.ShardMessage, messages.ShardQueue

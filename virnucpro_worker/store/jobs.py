@@ -11,12 +11,12 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import Connection, select, update
 from sqlalchemy.orm import Session
 
 from ..errors import UserError
+from ..pipeline.parameters import JobParameters
 from ..sequences.fasta import FastaRecord, read_pieces
 from .models import Job, Shard, ShardInput, State
 
@@ -130,22 +130,21 @@ def create_job(
     session: Session,
     records: Iterable[FastaRecord],
     *,
-    parameters: dict[str, Any],
+    parameters: JobParameters,
     input_file: InputFile,
     shard_chunks: int | None,
     label: str | None = None,
     state: State = State.QUEUED,
-    shard_attempts: int = 1,
-    delivery_seconds: float | None = None,
 ) -> Job:
     """A job and its shards from `records` (checked as they are read: a bad record raises and
     the caller's transaction stores nothing). `shard_chunks` None: one shard. Each shard may
-    take `shard_attempts`; a queued shard's message has `delivery_seconds` to reach Redis
-    before a worker's sweep queues it again (None: the job is not queued)."""
-    delivery = None if delivery_seconds is None else now() + timedelta(seconds=delivery_seconds)
+    take `parameters.attempts`; a queued shard's message has `parameters.lease_seconds` to
+    reach Redis before a worker's sweep queues it again (None: the job is not queued)."""
+    lease = parameters.lease_seconds
+    delivery = None if lease is None else now() + timedelta(seconds=lease)
     job = Job(
         state=state,
-        parameters=parameters,
+        parameters=parameters.to_json(),
         label=label,
         input_name=input_file.name,
         input_sha256=input_file.sha256,
@@ -154,7 +153,7 @@ def create_job(
         bases=0,
         chunks=0,
         shards=0,
-        shard_attempts=shard_attempts,
+        shard_attempts=parameters.attempts,
         shards_done=0,
         records_done=0,
         frames_done=0,
@@ -164,7 +163,7 @@ def create_job(
     session.add(job)
     session.flush()
     writer = _ShardWriter(
-        session, job, parameters["chunk_size"], parameters["block_bases"], shard_chunks, delivery
+        session, job, parameters.chunk_size, parameters.block_bases, shard_chunks, delivery
     )
     for record in records:
         writer.add(record)

@@ -149,13 +149,13 @@ def create_local_job(
     session: Session,
     records: Iterable[FastaRecord],
     *,
-    parameters: dict[str, Any],
+    parameters: JobParameters,
     input_file: InputFile,
     worker: str,
     host: str,
 ) -> LocalRun:
     """A `predict --db` job: one shard, claimed by `worker` from the start, with no lease and
-    one attempt (another is taken only by `take_over`)."""
+    the one attempt `parameters` give (another is taken only by `take_over`)."""
     job = create_job(
         session,
         records,
@@ -163,7 +163,6 @@ def create_local_job(
         input_file=input_file,
         shard_chunks=None,
         state=State.RUNNING,
-        shard_attempts=1,
     )
     shard = session.scalar(select(Shard).where(Shard.job_id == job.id))
     stamp = now()

@@ -10,7 +10,7 @@ from typing import Any
 
 from ...errors import UserError
 from ...files import check_writable_file, check_writable_folder
-from ...loading import load_predictor
+from ..loading import load_predictor
 from .common import (
     check_backend,
     cpu_threads,

@@ -4,11 +4,11 @@ finished or failed), and continued where it stopped when the same command runs a
 
 "The same command" is the same input (its sha256 and size), the same job parameters (chunk
 size, attention backend, `block_bases`, the model set asked for, the region rule) and the same
-models run the same way (their files' sha256, the kernels, dtype, device and packing): what
-decides the results to the last bit. Output options (`--out`, `--viral-fasta`, ...) may differ.
-An unfinished job of the same input run differently is not continued, and a log line says
-which and why: with other parameters it is left as it is, with other models or settings it
-fails ("not continued") and a new job starts.
+models run the same way (their files' sha256, the kernels, dtype, device, packing and, on the
+CPU, the thread count): what decides the results to the last bit. Output options (`--out`,
+`--viral-fasta`, ...) may differ. An unfinished job of the same input run differently is not
+continued, and a log line says which and why: with other parameters it is left as it is, with
+other models or settings it fails ("not continued") and a new job starts.
 """
 
 from __future__ import annotations
@@ -35,7 +35,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("virnucpro")
 # With the model files' sha256: run.json's entries that decide the last bits of the results.
-SAME_RUN = ("attention_backend", "kernels", "packing", "dtype", "device", "demo_models")
+SAME_RUN = (
+    "attention_backend",
+    "kernels",
+    "packing",
+    "dtype",
+    "device",
+    "cpu_threads",
+    "demo_models",
+)
 
 
 class LocalJob:
@@ -96,7 +104,7 @@ class LocalJob:
             lambda session: create_local_job(
                 session,
                 read_fasta(path, self.settings.limits),
-                parameters=self.parameters.to_json(),
+                parameters=self.parameters,
                 input_file=InputFile(info["path"], info["sha256"], info["bytes"]),
                 worker=self.worker,
                 host=self.host,
@@ -204,7 +212,7 @@ class LocalJob:
 def _same_run(provenance: dict[str, Any]) -> dict[str, Any]:
     """What decides the results' last bits: the model files by content, not by path."""
     models = provenance["models"]
-    return {key: provenance[key] for key in SAME_RUN} | {
+    return {key: provenance.get(key) for key in SAME_RUN} | {
         "esm2": models["esm2"]["sha256"],
         "dnabert_s": models["dnabert_s"]["files"],
         "classifier": models["classifier"]["sha256"],

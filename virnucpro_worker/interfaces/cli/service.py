@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 from ...files import check_writable_folder
-from ...loading import load_predictor
 from ...settings import Settings
+from ..loading import load_predictor
 from .common import (
     cpu_threads,
     input_file,

@@ -1,23 +1,24 @@
-"""The model set that settings name, loaded: what the command line, the Python API and a
-queue worker share. Light to import: the models and torch load on the call."""
+"""The model set that settings name, loaded: what the command line, the Python API and RQ's own
+command line (`rq_worker.py`) share; the queue's workers are given what they load. Light to
+import: the models and torch load on the call."""
 
 from __future__ import annotations
 
 import os
 from typing import TYPE_CHECKING
 
-from .settings import Settings
+from ..settings import Settings
 
 if TYPE_CHECKING:
-    from .pipeline.predictor import Predictor
+    from ..pipeline.predictor import Predictor
 
 
 def load_predictor(settings: Settings, warm_up: bool = False) -> Predictor:
     """The model set `settings` name, loaded; with `warm_up`, its kernels compiled before it
     returns (a worker, before it takes work)."""
-    from .pipeline.predictor import Predictor
-    from .pipeline.scorer import ModelChoice
-    from .pipeline.warmup import warm_up as run_warm_up
+    from ..pipeline.predictor import Predictor
+    from ..pipeline.scorer import ModelChoice
+    from ..pipeline.warmup import warm_up as run_warm_up
 
     if settings.triton_cache:  # Triton reads its cache folder from the environment only
         os.environ["TRITON_CACHE_DIR"] = settings.triton_cache
