@@ -8,7 +8,16 @@ from pathlib import Path
 from virnucpro_worker.pipeline.outputs import PREDICTIONS_FILE, RUN_FILE
 
 # What decides the bits (README "Same bits"): shown when two runs' files differ.
-_BIT_DECIDING = ("block_bases", "packing", "kernels", "dtype", "device", "software", "models")
+_BIT_DECIDING = (
+    "block_bases",
+    "packing",
+    "kernels",
+    "dtype",
+    "device",
+    "cpu_threads",
+    "software",
+    "models",
+)
 
 
 def assert_same_results(a: Path, b: Path) -> None:
