@@ -4,7 +4,8 @@
 
 The rows are a metagenome's: blocks of about 6,000 kept frames (what 2 Mbp of coding-rich
 input gives), each with its chunk calls and record summaries, written as the prediction stream
-writes them (`Store.write_block`: one transaction per block, replacing the block's records)
+writes them (`shards.commit_block`: one transaction per block of a held shard, replacing the
+block's records)
 and read back as `virnucpro results` reads them (`read_blocks`). The in-memory baseline is the
 same rows built and walked without a database. Target: at least 100,000 frame rows/s, in and
 out, on each database.
@@ -34,6 +35,7 @@ from virnucpro_worker.sequences.prepare import PreparedBlock, RecordInfo  # noqa
 from virnucpro_worker.sequences.translation import KeptFrame  # noqa: E402
 from virnucpro_worker.store.jobs import InputFile  # noqa: E402
 from virnucpro_worker.store.results import CHUNKS, FRAMES, RECORDS, read_blocks  # noqa: E402
+from virnucpro_worker.store.shards import claim_shard, commit_block  # noqa: E402
 from virnucpro_worker.store.store import Store  # noqa: E402
 
 FRAMES_PER_BLOCK = 6000
@@ -87,9 +89,18 @@ def database(url: str, blocks: list) -> tuple[float, float]:
         input_file=InputFile("benchmark", "0" * 64, 0),
         shard_chunks=None,
     )
+    (shard,) = [shard.id for shard in store.shards(job)]
+    claimed = store.transaction(
+        lambda session: claim_shard(
+            session, shard, worker="benchmark", host="here", device="cpu", lease=3600
+        )
+    )
+    assert claimed is not None
     start = time.perf_counter()
     for block in blocks:
-        store.write_block(job, block)
+        assert store.transaction(
+            lambda session, block=block: commit_block(session, job, shard, "benchmark", block)
+        )
     written = time.perf_counter() - start
     start = time.perf_counter()
     with store.engine.connect() as connection:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import time
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,7 @@ from virnucpro_worker.store.models import (
     RegionPrediction,
 )
 from virnucpro_worker.store.results import StoredRows, read_blocks, write_block
+from virnucpro_worker.store.shards import cancel_job, claim_shard, commit_block, sweep
 from virnucpro_worker.store.store import Store
 
 DEMO_INPUT = Path(__file__).parents[1] / "examples" / "demo_contigs.fa"
@@ -138,7 +140,7 @@ def test_writing_the_same_shard_twice_leaves_one_row_per_frame(demo_models, data
     blocks = _blocks(demo_models)
     for _ in range(2):
         for block in blocks:
-            store.write_block(job, block)
+            _write(store, job, block)
     expected = (
         sum(len(b.frames) for b in blocks),
         sum(len(b.chunks) for b in blocks),
@@ -152,11 +154,56 @@ def test_writing_the_same_shard_twice_leaves_one_row_per_frame(demo_models, data
     assert [r for b in back for r in b.regions] == [r for b in blocks for r in b.regions]
 
 
+def _write(store: Store, job_id: int, block: BlockResult) -> None:
+    """The rows of one block, in a transaction of their own."""
+    with store.session() as session:
+        write_block(session.connection(), job_id, block)
+
+
 def _write_blocks(url: str, job_id: int, blocks: list, repeats: int) -> None:
     store = Store(url)
     for _ in range(repeats):
         for block in blocks:
-            store.write_block(job_id, block)
+            _write(store, job_id, block)
+
+
+def test_only_the_worker_holding_a_shard_writes_its_blocks(demo_models, database_url):
+    """A worker that wakes after its lease ran out and its shard was taken over writes nothing
+    (no row over those of the worker in its place, no counter moved), and nothing goes into a
+    cancelled job: the check and the write are one transaction."""
+    store = Store(database_url)
+    job = store.create_job(
+        read_fasta(DEMO_INPUT),
+        parameters=dataclasses.replace(PARAMETERS, attempts=2),
+        input_file=InputFile(str(DEMO_INPUT), "0" * 64, DEMO_INPUT.stat().st_size),
+        shard_chunks=None,
+    )
+    (shard,) = [shard.id for shard in store.shards(job)]
+    block = _blocks(demo_models)[0]
+
+    def claim(worker: str, lease: float) -> bool:
+        return bool(
+            store.transaction(
+                lambda session: claim_shard(
+                    session, shard, worker=worker, host="h", device="cpu", lease=lease
+                )
+            )
+        )
+
+    def commit(worker: str) -> bool:
+        return store.transaction(lambda session: commit_block(session, job, shard, worker, block))
+
+    assert claim("asleep", lease=0.01)
+    time.sleep(0.1)
+    store.transaction(sweep)  # its lease ran out: queued again
+    assert claim("awake", lease=60)
+    assert not commit("asleep")
+    assert _counts(store, job) == (0, 0, 0, 0) and store.job(job).frames_done == 0
+    assert commit("awake")
+    assert _counts(store, job)[0] == len(block.frames) == store.job(job).frames_done
+    store.transaction(lambda session: cancel_job(session, job))
+    assert not commit("awake")
+    assert store.job(job).frames_done == len(block.frames)
 
 
 def test_two_processes_write_different_shards_of_one_job_at_once(demo_models, database_url):

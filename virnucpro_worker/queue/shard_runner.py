@@ -2,7 +2,8 @@
 its records from the database through the prediction stream, write each block, finish.
 
 Everything is idempotent: a shard run twice (a duplicate message, a worker presumed dead that
-was not) leaves one row per frame, and only the worker holding a shard's lease can finish it.
+was not) leaves one row per frame, and only the worker holding a shard's lease can write its
+blocks (each with the check, in one transaction: `commit_block`) or finish it.
 Finishing the last shard ends the job in the same transaction. A failed attempt is recorded in
 the database, which counts attempts, and the shard gets a new message if it has one left; a
 shard this worker cannot run, or is asked to stop in the middle of, is given back (the attempt
@@ -36,9 +37,9 @@ from ..store.shards import (
     Claim,
     Failure,
     claim_shard,
+    commit_block,
     fail_shard,
     finish_shard,
-    holds,
     pin_model_set,
     release_shard,
     renew_lease,
@@ -134,8 +135,9 @@ class ShardRunner:
         parameters = claim.parameters
         predictor = self._predictor_for(claim)
         started, totals = now(), RunTotals()
-        patience = self.settings.database_patience
-        parts = patiently(lambda: self.store.shard_input(claim.shard_id), patience, "input")
+        parts = patiently(
+            lambda: self.store.shard_input(claim.shard_id), self.settings.database_patience, "input"
+        )
         features = BlockFeatures(parameters.embeddings, predictor.feature_widths[0])
         blocks = predict_stream(
             predictor,
@@ -147,19 +149,21 @@ class ShardRunner:
             on_features=features.add if features.dtype else None,
         )
         for block in blocks:
+            start = time.perf_counter()
             still_ours = self._in_session(
-                lambda session: holds(session, claim.shard_id, self.name), "checking the shard"
+                functools.partial(
+                    commit_block,
+                    job_id=claim.job_id,
+                    shard_id=claim.shard_id,
+                    worker=self.name,
+                    block=block,
+                    embeddings=features.take(),
+                ),
+                f"writing shard {claim.shard_id}",
             )
             if not still_ours:
                 log.info("shard %d: cancelled or taken over; stopping", claim.shard_id)
                 return {"shard": claim.shard_id, "ran": False}
-            start = time.perf_counter()
-            write = self.store.write_block
-            patiently(
-                functools.partial(write, claim.job_id, block, claim.shard_id, features.take()),
-                patience,
-                f"writing shard {claim.shard_id}",
-            )
             totals.add(block)
             totals.add_seconds({"write": time.perf_counter() - start})  # as `predict` counts it
             self._report(totals)

@@ -14,8 +14,8 @@ such a worker (README "Guarantees" says what each buys, and which test shows it)
   registry cleanup, which would retry or fail a message by its started-registry score and
   call its callbacks, only drops the expired entries here, and the worker's maintenance runs
   the sweep (`sweep.py`) that queues again the shards whose lease ran out;
-- SIGTERM (or SIGINT) stops an idle worker at once and a busy one after its current block;
-  stopping never waits on RQ's command-channel thread;
+- SIGTERM (or SIGINT) stops an idle worker at once and a busy one after its current block,
+  without a traceback wherever it lands; stopping never waits on RQ's command-channel thread;
 - a lost GPU (`shard_runner.DeviceLost`, raised out of a shard) stops it after that shard.
 
 Run it as `virnucpro worker ...` (which also survives Redis restarts: it reconnects and goes
@@ -37,10 +37,12 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 from rq import SimpleWorker, worker_registration
+from rq.exceptions import StopRequested
 from rq.job import Job
 from rq.queue import Queue
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 from rq.utils import current_timestamp, now
+from rq.worker import WorkerStatus
 
 if TYPE_CHECKING:
     from ..pipeline.predictor import Predictor
@@ -104,7 +106,7 @@ class GpuWorker(SimpleWorker):
         self.settings, self.predictor, self.lease = settings, predictor, lease
         self.device_lost = False
         self.stop_asked = False  # SIGINT or SIGTERM: the supervisor (`serve`) stops too
-        self._tearing_down = False
+        self.waiting = False  # in RQ's wait for a shard, where a stop request may raise
         self.runner = ShardRunner(
             settings,
             predictor,
@@ -118,14 +120,24 @@ class GpuWorker(SimpleWorker):
     # Stopping -------------------------------------------------------------------------------
 
     def request_stop(self, signum: int, frame: Any) -> None:
-        """Idle: stop now; busy: the running shard gives itself back after its block."""
+        """Waiting for a shard: stop now; busy: the running shard gives itself back after its
+        block; anywhere else in RQ's loop: at the loop's next wait. RQ raises StopRequested
+        from the signal handler whenever its worker is not busy, and raised inside a log line
+        (at the end of a burst, say) logging prints it as a traceback and swallows it."""
         self.stop_asked = True
-        if not self._tearing_down:  # RQ would raise StopRequested out of its own teardown
+        if self.waiting or self.get_state() == WorkerStatus.BUSY:
             super().request_stop(signum, frame)
 
-    def teardown(self) -> None:
-        self._tearing_down = True
-        super().teardown()
+    def dequeue_job_and_maintain_ttl(
+        self, timeout: int | None, max_idle_time: int | None = None
+    ) -> tuple[Job, Queue] | None:
+        self.waiting = True  # before the check: a stop asked from here on raises at once
+        try:
+            if self.stop_asked:
+                raise StopRequested()
+            return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        finally:
+            self.waiting = False
 
     def subscribe(self) -> None:
         """RQ's command channel, read by a thread that wakes every second: RQ's waits up to 60 s

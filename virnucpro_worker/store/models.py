@@ -62,8 +62,8 @@ FINISHED = (State.SUCCEEDED, State.FAILED, State.CANCELLED)
 
 def _job_id() -> Mapped[int]:
     """The job column of the prediction tables. No foreign key: checking one per row halves
-    PostgreSQL's COPY rate (benchmarks/RESULTS.md), and only `Store.write_block`, given a job
-    that exists, writes these rows."""
+    PostgreSQL's COPY rate (benchmarks/RESULTS.md), and only `shards.commit_block`, for a
+    shard of a running job, writes these rows."""
     return mapped_column(Integer, primary_key=True)
 
 

@@ -33,6 +33,7 @@ from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..models.model_files import ModelSet
+from ..pipeline.embeddings import EmbeddingPart
 from ..pipeline.outputs import run_json_text
 from ..pipeline.parameters import JobParameters
 from ..pipeline.provenance import job_run_record
@@ -221,28 +222,39 @@ def take_over(session: Session, run: LocalRun, worker: str, host: str) -> bool:
 
 
 def commit_block(
-    session: Session, run: LocalRun, block: BlockResult, progress: dict[str, Any]
+    session: Session,
+    job_id: int,
+    shard_id: int,
+    worker: str,
+    block: BlockResult,
+    *,
+    embeddings: Sequence[EmbeddingPart] = (),
+    progress: dict[str, Any] | None = None,
 ) -> bool:
-    """A `predict --db` block: its rows, the job's counters and the run's `progress` (its
-    identity and totals so far) in one transaction, so that a run killed after it goes on from
-    the next block. False, and nothing written, when the shard is no longer `run.worker`'s (the
-    job was cancelled, or another run took it over)."""
-    job = _lock_job(session, run.job_id)
+    """A block of the shard `worker` runs: its rows (replacing any its records had), its
+    frames' features for a job asked for them, and the job's and the shard's counters, in one
+    transaction, and only while the job goes on and `worker` still holds the shard. False, and
+    nothing written, otherwise (the job was cancelled, or the shard taken over: a worker that
+    woke after its lease ran out must not write over the rows of the one that took its place).
+    `predict --db` also keeps its run's `progress` (its identity and totals so far) with the
+    shard, so that a run killed after this block goes on from the next."""
+    job = _lock_job(session, job_id)
     if job.state != State.RUNNING:
         return False
+    values: dict[str, Any] = {
+        "heartbeat_at": now(),
+        "frames_done": Shard.frames_done + len(block.frames),
+    }
+    if progress is not None:
+        values |= {"device": progress["identity"]["device"], "provenance": progress}
     held = session.execute(
         update(Shard)
-        .where(Shard.id == run.shard_id, Shard.worker == run.worker, Shard.state == State.RUNNING)
-        .values(
-            heartbeat_at=now(),
-            device=progress["identity"]["device"],
-            provenance=progress,
-            frames_done=Shard.frames_done + len(block.frames),
-        )
+        .where(Shard.id == shard_id, Shard.worker == worker, Shard.state == State.RUNNING)
+        .values(values)
     )
     if held.rowcount != 1:
         return False
-    write_block(session.connection(), run.job_id, block)
+    write_block(session.connection(), job_id, block, embeddings)
     job.records_done += len(block.records)
     job.frames_done += len(block.frames)
     return True
@@ -258,14 +270,6 @@ def renew_lease(session: Session, shard_id: int, worker: str, lease: float) -> b
         .values(heartbeat_at=stamp, lease_expires_at=stamp + timedelta(seconds=lease))
     )
     return renewed.rowcount == 1
-
-
-def holds(session: Session, shard_id: int, worker: str) -> bool:
-    """Whether `worker` still runs the shard (and its job goes on)."""
-    row = session.execute(
-        select(Shard.state, Shard.worker, Job.state).join(Job).where(Shard.id == shard_id)
-    ).one()
-    return row[0] == State.RUNNING and row[1] == worker and row[2] == State.RUNNING
 
 
 def pin_model_set(session: Session, job_id: int, model_set: dict[str, Any]) -> dict[str, Any]:

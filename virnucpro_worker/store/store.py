@@ -8,11 +8,11 @@ import random
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..errors import UserError
@@ -32,7 +32,7 @@ from .jobs import (
     shard_records,
 )
 from .models import Job, Provenance, Shard, State
-from .results import read_blocks, read_embeddings, write_block
+from .results import read_blocks, read_embeddings
 
 T = TypeVar("T")
 CONFLICT_TRIES = 8
@@ -139,31 +139,6 @@ class Store:
             get_job(session, job_id, f"database {self.name}")
             query = select(Shard).where(Shard.job_id == job_id).order_by(Shard.index)
             return list(session.scalars(query))
-
-    def write_block(
-        self,
-        job_id: int,
-        block: BlockResult,
-        shard_id: int | None = None,
-        embeddings: Sequence[EmbeddingPart] = (),
-    ) -> None:
-        """One block's rows (and its frames' features, for a job asked for embeddings), in one
-        transaction, replacing any its records had; the job's and the shard's progress
-        counters move with them."""
-        with self.session() as session:
-            write_block(session.connection(), job_id, block, embeddings)
-            done = {"records_done": len(block.records), "frames_done": len(block.frames)}
-            session.execute(
-                update(Job)
-                .where(Job.id == job_id)
-                .values({name: getattr(Job, name) + value for name, value in done.items()})
-            )
-            if shard_id is not None:
-                session.execute(
-                    update(Shard)
-                    .where(Shard.id == shard_id)
-                    .values(frames_done=Shard.frames_done + len(block.frames))
-                )
 
     # Results ---------------------------------------------------------------------------------
 

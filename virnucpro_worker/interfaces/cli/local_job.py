@@ -176,8 +176,11 @@ class LocalJob:
             "counts": totals.counts(),
             "stage_seconds": totals.stage_seconds,
         }
+        run = self.run
         held = self.store.transaction(
-            lambda session: commit_block(session, self.run, block, progress)
+            lambda session: commit_block(
+                session, run.job_id, run.shard_id, run.worker, block, progress=progress
+            )
         )
         if not held:
             raise UserError(f"job {self.job_id} was cancelled or taken over by another run")
