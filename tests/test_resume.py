@@ -19,6 +19,7 @@ from result_files import assert_same_results
 from sqlalchemy import func, select
 
 from virnucpro_worker.interfaces.cli import main
+from virnucpro_worker.pipeline.embeddings import EMBEDDINGS_FILE
 from virnucpro_worker.pipeline.outputs import PREDICTIONS_FILE, RUN_FILE
 from virnucpro_worker.store.models import FramePrediction, Shard
 from virnucpro_worker.store.store import Store
@@ -119,6 +120,31 @@ def test_a_predict_killed_mid_run_goes_on_from_its_last_block(
     assert main(back) == 0
     for name in (PREDICTIONS_FILE, RUN_FILE):
         assert (tmp_path / "back" / name).read_bytes() == (out / name).read_bytes()
+
+
+def test_a_predict_with_embeddings_goes_on_with_the_features_it_kept(
+    contigs, demo_models, tmp_path, caplog
+):
+    """--embeddings with --db: each block's features are committed with it, so a killed run
+    goes on from its last block too, and the database gives the same embeddings file."""
+    embeddings = ["--embeddings", "float16"]
+    reference = tmp_path / "reference"
+    options = command(contigs, reference, f"sqlite:///{tmp_path}/reference.db", demo_models)
+    assert main([*options, *embeddings]) == 0
+
+    database = f"sqlite:///{tmp_path}/jobs.db"
+    out = tmp_path / "out"
+    arguments = [*command(contigs, out, database, demo_models), *embeddings]
+    committed, _ = kill_mid_run(arguments, database)
+    with caplog.at_level(logging.INFO, logger="virnucpro"):
+        assert main(arguments) == 0
+    assert f"job 1: continued after its first {committed} records" in caplog.text
+    assert_same_files(out, reference)
+    assert (out / EMBEDDINGS_FILE).read_bytes() == (reference / EMBEDDINGS_FILE).read_bytes()
+
+    back = tmp_path / "back"
+    assert main(["results", "1", "--db", database, "--out", str(back)]) == 0
+    assert (back / EMBEDDINGS_FILE).read_bytes() == (out / EMBEDDINGS_FILE).read_bytes()
 
 
 def test_a_run_with_other_parameters_is_a_new_job(contigs, demo_models, tmp_path, caplog):

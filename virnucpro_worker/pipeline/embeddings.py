@@ -13,8 +13,9 @@ The file is safetensors (a JSON header, then raw little-endian arrays: nothing t
 The rows arrive a step at a time and go to temporary files, so memory stays flat however many
 frames there are; the header is written when the count is known, then the arrays are copied in.
 
-A queued job asked for embeddings keeps them in the database as `EmbeddingPart`s (the raw bytes
-of at most PART_ROWS frames, in the file's dtype); its files are written from those parts, the
+A job asked for embeddings (queued, or `predict --db`) keeps them in the database as
+`EmbeddingPart`s (the raw bytes of at most PART_ROWS frames, in the file's dtype), committed
+with their block (`BlockFeatures` collects them); its files are written from those parts, the
 keys from its frame rows, so they are the bytes `predict` writes.
 """
 
@@ -33,6 +34,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from ..sequences.translation import KeptFrame
 from .results import FrameScore
 
 EMBEDDINGS_FILE = "embeddings.safetensors"
@@ -80,6 +82,22 @@ def embedding_parts(
         raw = (nucleotide.astype(kind).tobytes(), protein.astype(kind).tobytes())
         parts.append(EmbeddingPart(len(nucleotide), *raw))
     return parts
+
+
+class BlockFeatures:
+    """The features of the block being computed, as the database keeps them (a job asked for
+    embeddings in `dtype`): the stream hands out a block's features before the block."""
+
+    def __init__(self, dtype: str | None, nucleotide_width: int) -> None:
+        self.dtype, self.nucleotide_width = dtype, nucleotide_width
+        self.parts: list[EmbeddingPart] = []
+
+    def add(self, _frames: Sequence[KeptFrame], features: torch.Tensor) -> None:
+        self.parts += embedding_parts(features, self.nucleotide_width, self.dtype)
+
+    def take(self) -> list[EmbeddingPart]:
+        parts, self.parts = self.parts, []
+        return parts
 
 
 def _columns(features: torch.Tensor, nucleotide_width: int) -> tuple[np.ndarray, np.ndarray]:

@@ -5,20 +5,26 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UserError
 from ..sequences.fasta import NO_LIMITS, FastaRecord, InputLimits, fasta_stem, read_fasta
 from .calls import VIRUS
+from .embeddings import EmbeddingPart
 from .outputs import DEMO_WARNING, ResultWriter
 from .predictor import Predictor
 from .provenance import input_description, now, run_record
 from .regions import RegionRule
 from .results import BlockResult, RunTotals
 from .stream import StreamProgress, predict_stream
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..sequences.translation import KeptFrame
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +38,13 @@ class InputSummary:
 @dataclass
 class Committed:
     """What an interrupted run of the same job committed: the results of the input's first
-    `records` records (`blocks`, read back) and what they add up to (`totals`)."""
+    `records` records (`blocks`, read back), what they add up to (`totals`) and, for a run
+    asked for embeddings, their frames' features (`embeddings`, in order)."""
 
     records: int
     blocks: Iterable[BlockResult]
     totals: RunTotals
+    embeddings: Iterable[EmbeddingPart] = ()
 
 
 def scan_input(path: Path, limits: InputLimits = NO_LIMITS) -> InputSummary:
@@ -58,6 +66,7 @@ def predict_file(
     viral_fasta: bool = False,
     on_progress: Callable[[StreamProgress], None] | None = None,
     on_block: Callable[[BlockResult, RunTotals], None] | None = None,
+    on_features: Callable[[Sequence[KeptFrame], torch.Tensor], None] | None = None,
     limits: InputLimits = NO_LIMITS,
     block_bases: int | None = None,
     input_info: dict[str, Any] | None = None,
@@ -71,10 +80,11 @@ def predict_file(
     the totals so far (the database records them). `input_info` describes the input in
     run.json (default: the path, size and sha256 of `input_path`); `extra` adds entries to
     run.json; `regions` is the viral-region rule; `embeddings` a dtype (float16, float32) to
-    also write embeddings.safetensors. `committed`: what an interrupted run of the same job
-    committed, written as it is before the rest of the input is predicted (not with
-    `keep_intermediate` or `embeddings`, which need every block's features)."""
-    if committed is not None and (keep_intermediate or embeddings):
+    also write embeddings.safetensors; `on_features` sees each step's features, before the
+    block that holds them (the database keeps them). `committed`: what an interrupted run of
+    the same job committed, written as it is before the rest of the input is predicted (not
+    with `keep_intermediate`, which needs every block's features as computed)."""
+    if committed is not None and keep_intermediate:
         raise ValueError("the committed blocks have no features for the intermediate files")
     started = now()
     if predictor.demo:
@@ -93,12 +103,18 @@ def predict_file(
     ) as writer:
         if committed is not None:
             _rewrite(writer, committed, records, viral_fasta)
+
+        def features(frames: Sequence[KeptFrame], step_features: torch.Tensor) -> None:
+            writer.add_features(frames, step_features)
+            if on_features is not None:
+                on_features(frames, step_features)
+
         blocks = predict_stream(
             predictor,
             records,
             chunk_size,
             on_progress=on_progress,
-            on_features=writer.add_features if keep_intermediate or embeddings else None,
+            on_features=features if keep_intermediate or embeddings or on_features else None,
             first_index=committed.records if committed else 0,
             block_bases=block_bases,
             regions=regions,
@@ -150,6 +166,9 @@ def _rewrite(
                 if summary.call == VIRUS
             }
         writer.add(block)
+    if writer.writes_embeddings:
+        for part in committed.embeddings:
+            writer.add_embedding_part(part)
     if done != committed.records:
         raise ValueError(f"{done} records committed, not {committed.records}")
 

@@ -18,7 +18,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
@@ -26,7 +26,7 @@ import torch
 
 from ..errors import UserError, first_line
 from ..models.model_files import ModelSet
-from ..pipeline.embeddings import EmbeddingPart, embedding_parts
+from ..pipeline.embeddings import BlockFeatures
 from ..pipeline.provenance import now, run_record
 from ..pipeline.results import RunTotals
 from ..pipeline.stream import predict_stream
@@ -51,7 +51,6 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from ..pipeline.predictor import Predictor
-    from ..sequences.translation import KeptFrame
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -288,22 +287,6 @@ class ShardRunner:
             messages.deliver(self.connection, queue, [claim.shard_id], fresh=True)
         except redis.exceptions.RedisError as error:
             log.warning("shard %d: not queued again (%s); the sweep will", claim.shard_id, error)
-
-
-class BlockFeatures:
-    """The features of the block being computed, as the database keeps them (a job asked for
-    embeddings in `dtype`): the stream hands a block's features out before the block."""
-
-    def __init__(self, dtype: str | None, nucleotide_width: int) -> None:
-        self.dtype, self.nucleotide_width = dtype, nucleotide_width
-        self.parts: list[EmbeddingPart] = []
-
-    def add(self, _frames: Sequence[KeptFrame], features: torch.Tensor) -> None:
-        self.parts += embedding_parts(features, self.nucleotide_width, self.dtype)
-
-    def take(self) -> list[EmbeddingPart]:
-        parts, self.parts = self.parts, []
-        return parts
 
 
 def device_lost(error: BaseException) -> bool:

@@ -191,7 +191,7 @@ class Store:
                 options = self._embeddings_of(job_id, run, required=True)
                 with EmbeddingRecorder(Path(scratch), *options) as recorder:
                     recorder.add_keys(frames)
-                    for part in self._embedding_parts(job_id):
+                    for part in self.committed_embeddings(job_id):
                         recorder.add_part(part)
                     arrays = recorder.load()
         return Prediction(frames, chunks, records, regions, run, arrays)
@@ -211,7 +211,7 @@ class Store:
             for block in self.blocks(job_id, viral_sequences=viral_fasta):
                 writer.add(block)
             if writer.writes_embeddings:
-                for part in self._embedding_parts(job_id):
+                for part in self.committed_embeddings(job_id):
                     writer.add_embedding_part(part)
             writer.commit(run)
 
@@ -230,7 +230,9 @@ class Store:
             raise UserError(f"job {job_id} asked for embeddings, but its workers did not keep them")
         return dtype, (widths["dnabert_s"], widths["esm2"])
 
-    def _embedding_parts(self, job_id: int) -> Iterator[EmbeddingPart]:
+    def committed_embeddings(self, job_id: int) -> Iterator[EmbeddingPart]:
+        """The features the job's blocks have committed so far (a job asked for embeddings),
+        in the order of its frames."""
         with database_errors(self.url), self.engine.connect() as connection:
             yield from read_embeddings(connection, job_id)
 

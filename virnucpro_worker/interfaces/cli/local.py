@@ -161,6 +161,7 @@ def _predict(args: argparse.Namespace) -> int:
                     viral_fasta=args.viral_fasta,
                     on_progress=on_progress,
                     on_block=job.commit if job else None,
+                    on_features=job.on_features if job else None,
                     limits=settings.limits,
                     block_bases=settings.block_bases,
                     input_info=info,

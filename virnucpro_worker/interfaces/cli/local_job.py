@@ -3,7 +3,8 @@ block by block through the queue's lifecycle (store/shards.py: claimed, each blo
 finished or failed), and continued where it stopped when the same command runs again.
 
 "The same command" is the same input (its sha256 and size), the same job parameters (chunk
-size, attention backend, `block_bases`, the model set asked for, the region rule) and the same
+size, attention backend, `block_bases`, the model set asked for, the region rule, the
+embeddings dtype: a job asked for embeddings commits each block's features with it) and the same
 models run the same way (their files' sha256, the kernels, dtype, device, packing and, on the
 CPU, the thread count): what decides the results to the last bit. Output options (`--out`,
 `--viral-fasta`, ...) may differ. An unfinished job of the same input run differently is not
@@ -17,6 +18,8 @@ import argparse
 import logging
 import os
 import socket
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,9 +31,13 @@ from .common import Terminated, keep_database, open_store
 from .options import region_rule
 
 if TYPE_CHECKING:
+    import torch
+
+    from ...pipeline.embeddings import BlockFeatures
     from ...pipeline.predictor import Predictor
     from ...pipeline.results import BlockResult, RunTotals
     from ...pipeline.run import Committed
+    from ...sequences.translation import KeptFrame
     from ...store.shards import LocalRun
 
 log = logging.getLogger("virnucpro")
@@ -52,12 +59,14 @@ class LocalJob:
         self.settings, self.args = settings, args
         self.worker, self.host = f"predict-{os.getpid()}", socket.gethostname()
         models = ModelRequest(demo=settings.demo_models)
-        self.parameters = settings.job_parameters(
+        parameters = settings.job_parameters(
             args.chunk_size, models, region_rule(args), queued=False
         )
+        self.parameters = replace(parameters, embeddings=args.embeddings)
         self.run: LocalRun | None = None  # this process's, once it holds the job
         self.earlier: LocalRun | None = None  # the interrupted run it continues
         self.identity: dict[str, Any] = {}
+        self.features: BlockFeatures | None = None  # with --embeddings: kept with each block
 
     @property
     def job_id(self) -> int | None:
@@ -117,9 +126,12 @@ class LocalJob:
     def start(self, predictor: Predictor, path: Path, info: dict[str, Any]) -> Committed | None:
         """With the models loaded: what the earlier run committed, if it ran them the same way
         (None: start from the first record)."""
+        from ...pipeline.embeddings import BlockFeatures
         from ...store.shards import fail_shard, pin_model_set
 
         self.identity = predictor.provenance(self.args.chunk_size)
+        if self.parameters.embeddings is not None:
+            self.features = BlockFeatures(self.parameters.embeddings, predictor.feature_widths[0])
         earlier = self.earlier
         if earlier is not None and earlier.progress is not None:
             differences = _differences(
@@ -144,10 +156,10 @@ class LocalJob:
         earlier = self.earlier
         if earlier is None or earlier.progress is None or not earlier.records_done:
             return None
-        if self.args.keep_intermediate or self.args.embeddings:
+        if self.args.keep_intermediate:
             log.info(
-                "job %d: computed again from its first record: --keep-intermediate and "
-                "--embeddings need every block's features, which the database does not keep",
+                "job %d: computed again from its first record: --keep-intermediate needs "
+                "every block's features as computed, which the database does not keep",
                 self.job_id,
             )
             return None
@@ -161,14 +173,21 @@ class LocalJob:
         progress = earlier.progress
         totals = RunTotals(**progress["counts"], stage_seconds=progress["stage_seconds"])
         blocks = self.store.committed_blocks(self.job_id)
-        return Committed(earlier.records_done, blocks, totals)
+        embeddings = self.store.committed_embeddings(self.job_id)
+        return Committed(earlier.records_done, blocks, totals, embeddings)
 
     @property
     def extra(self) -> dict[str, Any]:
         return {"job_id": self.job_id}
 
+    @property
+    def on_features(self) -> Callable[[Sequence[KeptFrame], torch.Tensor], None] | None:
+        """Where the stream hands each step's features, for a job that keeps them."""
+        return None if self.features is None else self.features.add
+
     def commit(self, block: BlockResult, totals: RunTotals) -> None:
-        """The block's rows and the totals so far, in one transaction."""
+        """The block's rows (and its frames' features), and the totals so far, in one
+        transaction."""
         from ...store.shards import commit_block
 
         progress = {
@@ -176,10 +195,16 @@ class LocalJob:
             "counts": totals.counts(),
             "stage_seconds": totals.stage_seconds,
         }
-        run = self.run
+        run, parts = self.run, self.features.take() if self.features else []
         held = self.store.transaction(
             lambda session: commit_block(
-                session, run.job_id, run.shard_id, run.worker, block, progress=progress
+                session,
+                run.job_id,
+                run.shard_id,
+                run.worker,
+                block,
+                embeddings=parts,
+                progress=progress,
             )
         )
         if not held:
