@@ -6,6 +6,10 @@ examples.
 
 Without a GPU, Triton kernels run in Triton's interpreter on the CPU (set before they are
 imported: the interpreter is chosen when a kernel is defined).
+
+Some tests press Ctrl-C on a child process (SIGINT). A shell starts a background job with SIGINT
+ignored, and every child inherits that: a suite started that way (`make test &`) gets SIGINT
+back to Python's handler here, which each child then starts with, as under a terminal.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import itertools
 import os
 import secrets
+import signal
 
 import pytest
 import torch
@@ -20,6 +25,8 @@ from hypothesis import HealthCheck, settings
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 from models_for_tests import DemoModels
 from services import scratch_postgres
