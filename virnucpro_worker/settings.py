@@ -94,12 +94,20 @@ class Settings:
         )
 
     def job_parameters(
-        self, chunk_size: int, models: ModelRequest, regions: RegionRule, *, queued: bool
+        self,
+        chunk_size: int,
+        models: ModelRequest,
+        regions: RegionRule,
+        *,
+        queued: bool,
+        embeddings: str | None = None,
     ) -> JobParameters:
-        """What a job asks for: `chunk_size`, `models` and `regions` with these settings'
-        backend and block size; `queued` (run by the queue's workers): with their attempts
-        and message lease."""
-        parameters = JobParameters(chunk_size, self.attention, self.block_bases, models, regions)
+        """What a job asks for: `chunk_size`, `models`, `regions` and the `embeddings` dtype
+        (None: no features kept) with these settings' backend and block size; `queued` (run
+        by the queue's workers): with their attempts and message lease."""
+        parameters = JobParameters(
+            chunk_size, self.attention, self.block_bases, models, regions, embeddings=embeddings
+        )
         if not queued:
             return parameters
         return replace(parameters, attempts=self.shard_attempts, lease_seconds=self.lease_seconds)

@@ -106,8 +106,9 @@ class Client:
             self.redis.ping()  # before anything is stored
         path = source_path(source)
         request = ModelRequest(demo, models.fingerprint(chunk_size) if models else None)
-        parameters = settings.job_parameters(chunk_size, request, regions, queued=True)
-        parameters = replace(parameters, embeddings=embeddings)
+        parameters = settings.job_parameters(
+            chunk_size, request, regions, queued=True, embeddings=embeddings
+        )
         job_id = self.store.create_job(
             records_of(source, settings.limits),
             parameters=parameters,

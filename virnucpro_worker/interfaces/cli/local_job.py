@@ -19,7 +19,6 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,10 +58,9 @@ class LocalJob:
         self.settings, self.args = settings, args
         self.worker, self.host = f"predict-{os.getpid()}", socket.gethostname()
         models = ModelRequest(demo=settings.demo_models)
-        parameters = settings.job_parameters(
-            args.chunk_size, models, region_rule(args), queued=False
+        self.parameters = settings.job_parameters(
+            args.chunk_size, models, region_rule(args), queued=False, embeddings=args.embeddings
         )
-        self.parameters = replace(parameters, embeddings=args.embeddings)
         self.run: LocalRun | None = None  # this process's, once it holds the job
         self.earlier: LocalRun | None = None  # the interrupted run it continues
         self.identity: dict[str, Any] = {}
